@@ -1,0 +1,352 @@
+/* cowtest.c - static test program run inside the qemu VM by test-in-vm.sh against /dev/cowtrace.
+ * Each subcommand exercises one behaviour; checks done here print TAP lines, the rest is checked on the host. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cowtrace.h"
+
+#define PAGE 4096UL
+
+static int failures;
+
+static void tap(int ok, const char *name)
+{
+	printf("%s - %s\n", ok ? "ok" : "not ok", name);
+	fflush(stdout);
+	if (!ok)
+		failures++;
+}
+
+/* The functions whose address ranges the host checks record ips against (nm -S cowtest). */
+__attribute__((noinline)) void cow_write_page(volatile char *p)
+{
+	p[8] = (char)(p[8] + 1);
+}
+
+__attribute__((noinline)) int cow_read_page(volatile char *p)
+{
+	return p[8];
+}
+
+static char *map_pages(size_t n)
+{
+	char *p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	/* Keep 4 KiB pages so each expected record is exactly one page. */
+	madvise(p, n * PAGE, MADV_NOHUGEPAGE);
+	memset(p, 0x5a, n * PAGE); /* populate before fork: these are real anon pages, not the zero page */
+	return p;
+}
+
+static int dev_open(int flags)
+{
+	int fd = open(COWTRACE_DEVICE, flags | O_CLOEXEC);
+
+	if (fd < 0)
+		fprintf(stderr, "cowtest: open %s: %s\n", COWTRACE_DEVICE, strerror(errno));
+	return fd;
+}
+
+static int add_pid(int fd, int pid)
+{
+	return ioctl(fd, COWTRACE_IOC_ADD_PID, &pid) < 0 ? -errno : 0;
+}
+
+static struct cowtrace_stats stats(int fd)
+{
+	struct cowtrace_stats st;
+
+	memset(&st, 0, sizeof(st));
+	if (ioctl(fd, COWTRACE_IOC_STATS, &st) < 0)
+		perror("cowtest: STATS");
+	return st;
+}
+
+static int wait_all(void)
+{
+	int status, bad = 0;
+
+	while (wait(&status) > 0)
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			bad++;
+	return bad;
+}
+
+/* cow NCHILD: run under cowtrace-read; children write chosen pages and only read others. */
+static int cmd_cow(int nchild)
+{
+	size_t nw = 2 * (size_t)nchild, nr = 4;
+	char *w = map_pages(nw), *r = map_pages(nr);
+	pid_t pids[64];
+
+	if (nchild < 1 || nchild > 64)
+		return 2;
+	printf("SYM cow_write_page %p\n", (void *)cow_write_page);
+	fflush(stdout);
+	for (int i = 0; i < nchild; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0) {
+			perror("fork");
+			return 1;
+		}
+		if (pids[i] == 0) {
+			int sum = 0;
+
+			/* Child i owns pages i and i + nchild: interleaved so neighbours differ in pid. */
+			cow_write_page(w + (size_t)i * PAGE);
+			cow_write_page(w + (size_t)(i + nchild) * PAGE);
+			for (size_t k = 0; k < nr; k++)
+				sum += cow_read_page(r + k * PAGE);
+			_exit(sum == (int)nr * 0x5a ? 0 : 3);
+		}
+	}
+	for (int i = 0; i < nchild; i++) {
+		printf("EXPECT pid=%d addr=%#lx\n", pids[i], (unsigned long)(w + (size_t)i * PAGE));
+		printf("EXPECT pid=%d addr=%#lx\n", pids[i], (unsigned long)(w + (size_t)(i + nchild) * PAGE));
+	}
+	for (size_t k = 0; k < nr; k++)
+		printf("READONLY addr=%#lx\n", (unsigned long)(r + k * PAGE));
+	printf("CHILDREN-FAILED %d\n", wait_all());
+	fflush(stdout);
+	/* Stay alive a moment so a reader that fell behind can still read our /proc/PID/maps. */
+	usleep(300 * 1000);
+	return 0;
+}
+
+/* overflow NPAGES: buffer smaller than NPAGES (module loaded with a small buffer_records). */
+static int cmd_overflow(int npages)
+{
+	char *w = map_pages((size_t)npages + 1);
+	struct cowtrace_stats st0, st;
+	struct cowtrace_record *recs;
+	int fd = dev_open(O_RDONLY), ok;
+	ssize_t n, total = 0;
+	pid_t pid;
+
+	if (fd < 0)
+		return 1;
+	st0 = stats(fd);
+	tap(st0.abi_version == COWTRACE_ABI_VERSION && st0.record_size == sizeof(struct cowtrace_record),
+	    "overflow: module ABI matches header");
+	if (add_pid(fd, getpid()) < 0) {
+		tap(0, "overflow: add self");
+		return 1;
+	}
+	pid = fork();
+	if (pid == 0) {
+		for (int i = 0; i < npages; i++)
+			cow_write_page(w + (size_t)i * PAGE);
+		_exit(0);
+	}
+	tap(wait_all() == 0, "overflow: writer child exited 0");
+	st = stats(fd);
+	printf("# overflow: capacity=%llu queued=%llu recorded=%llu dropped=%llu\n",
+	       (unsigned long long)st.capacity, (unsigned long long)st.queued,
+	       (unsigned long long)st.recorded, (unsigned long long)st.dropped);
+	tap(st.queued == st.capacity, "overflow: buffer full (queued == capacity)");
+	tap(st.dropped - st0.dropped >= (unsigned long long)npages - st.capacity,
+	    "overflow: dropped records counted (>= writes - capacity)");
+	recs = calloc(st.capacity + 8, sizeof(*recs));
+	while ((n = read(fd, recs + total, (st.capacity + 8 - total) * sizeof(*recs))) > 0) {
+		total += n / (ssize_t)sizeof(*recs);
+		if (stats(fd).queued == 0)
+			break;
+	}
+	ok = total == (ssize_t)st.capacity;
+	for (ssize_t i = 1; i < total; i++)
+		ok &= recs[i].seq > recs[i - 1].seq;
+	tap(ok, "overflow: read returns exactly capacity records, seq increasing");
+	/* The seq gap after the last stored record equals the drops that followed it. */
+	tap(total > 0 && st.recorded + st.dropped - 1 - recs[total - 1].seq == st.dropped - st0.dropped,
+	    "overflow: seq numbers account for every dropped record");
+	/* Once drained, new breaks are recorded again. */
+	pid = fork();
+	if (pid == 0) {
+		cow_write_page(w + (size_t)npages * PAGE);
+		_exit(0);
+	}
+	wait_all();
+	n = read(fd, recs, 8 * sizeof(*recs));
+	ok = 0;
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(*recs); i++)
+		ok |= recs[i].pid == (unsigned)pid && recs[i].addr == (unsigned long)(w + (size_t)npages * PAGE);
+	tap(ok, "overflow: records flow again after draining");
+	ioctl(fd, COWTRACE_IOC_CLEAR);
+	free(recs);
+	close(fd);
+	return failures ? 1 : 0;
+}
+
+static pid_t unused_pid(void)
+{
+	/* Counting down from the top of the pid space finds a free pid at once on a fresh VM. */
+	for (pid_t p = 4194000; p > 1000; p--)
+		if (kill(p, 0) < 0 && errno == ESRCH)
+			return p;
+	return -1;
+}
+
+/* unknown: bad pids are refused with the documented errors and trace nothing. */
+static int cmd_unknown(void)
+{
+	int fd = dev_open(O_WRONLY), neg = -5, ret;
+	pid_t p = unused_pid();
+
+	if (fd < 0)
+		return 1;
+	ret = add_pid(fd, p);
+	tap(ret == -ESRCH, "unknown pid: ADD_PID fails with ESRCH");
+	tap(stats(fd).traced == 0 && stats(fd).armed == 0, "unknown pid: nothing traced, hooks not armed");
+	ret = ioctl(fd, COWTRACE_IOC_ADD_PID, &neg) < 0 ? -errno : 0;
+	tap(ret == -EINVAL, "negative pid: ADD_PID fails with EINVAL");
+	ret = add_pid(fd, 2); /* kthreadd */
+	tap(ret == -EINVAL, "kernel thread: ADD_PID fails with EINVAL");
+	ret = ioctl(fd, COWTRACE_IOC_DEL_PID, &p) < 0 ? -errno : 0;
+	tap(ret == -ESRCH, "unknown pid: DEL_PID fails with ESRCH");
+	close(fd);
+	return failures ? 1 : 0;
+}
+
+/* readers: one reader at a time (EBUSY), control-only opens always allowed. */
+static int cmd_readers(void)
+{
+	int a = dev_open(O_RDONLY), b, c, d;
+
+	tap(a >= 0, "two readers: first reader opens");
+	b = open(COWTRACE_DEVICE, O_RDONLY | O_CLOEXEC);
+	tap(b < 0 && errno == EBUSY, "two readers: second O_RDONLY open fails with EBUSY");
+	c = open(COWTRACE_DEVICE, O_RDWR | O_CLOEXEC);
+	tap(c < 0 && errno == EBUSY, "two readers: O_RDWR open fails with EBUSY");
+	d = open(COWTRACE_DEVICE, O_WRONLY | O_CLOEXEC);
+	tap(d >= 0 && stats(d).abi_version == COWTRACE_ABI_VERSION, "two readers: control (O_WRONLY) open works alongside");
+	close(a);
+	a = open(COWTRACE_DEVICE, O_RDONLY | O_CLOEXEC);
+	tap(a >= 0, "two readers: reader slot free again after close");
+	close(a);
+	close(d);
+	return failures ? 1 : 0;
+}
+
+static int kprobe_listed(void)
+{
+	char line[512];
+	int found = 0;
+	FILE *f = fopen("/sys/kernel/debug/kprobes/list", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		found |= strstr(line, "wp_page_copy") != NULL;
+	fclose(f);
+	return found;
+}
+
+/* hooks: the kprobe exists only while something is traced, and goes when the tree exits. */
+static int cmd_hooks(void)
+{
+	int fd = dev_open(O_RDONLY), pfd[2], n, ok = 0;
+	char *p = map_pages(1), c;
+	struct cowtrace_record r[64];
+	ssize_t got;
+	pid_t pid;
+
+	if (fd < 0 || pipe(pfd) < 0)
+		return 1;
+	tap(stats(fd).armed == 0 && kprobe_listed() == 0, "idle: no kprobe installed while nothing is traced");
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[1]);
+		/* Fork a grandchild before being traced: ADD_PID must pick up live descendants too. */
+		if (fork() == 0) {
+			(void)!read(pfd[0], &c, 1);
+			cow_write_page(p);
+			_exit(0);
+		}
+		(void)!read(pfd[0], &c, 1);
+		_exit(wait_all());
+	}
+	close(pfd[0]);
+	usleep(200 * 1000); /* let the grandchild exist */
+	n = pid;
+	tap(ioctl(fd, COWTRACE_IOC_ADD_PID, &n) == 2, "ADD_PID adds the process and its live descendant (returns 2)");
+	tap(stats(fd).armed == 1 && kprobe_listed() == 1, "tracing: kprobe on wp_page_copy installed");
+	close(pfd[1]); /* both read EOF and finish */
+	wait_all();
+	for (int i = 0; i < 100 && stats(fd).armed; i++)
+		usleep(20 * 1000);
+	tap(stats(fd).traced == 0 && stats(fd).armed == 0 && kprobe_listed() == 0,
+	    "tree exited: set empty and kprobe removed");
+	while (stats(fd).queued && (got = read(fd, r, sizeof(r))) > 0)
+		for (ssize_t i = 0; i < got / (ssize_t)sizeof(r[0]); i++)
+			ok |= r[i].addr == (unsigned long)p && r[i].pid != (unsigned)pid && r[i].pid != (unsigned)getpid();
+	tap(ok, "pre-existing grandchild's write recorded under its own pid");
+	close(fd);
+	return failures ? 1 : 0;
+}
+
+/* busy SECONDS: keep producing COW breaks while traced; the script rmmods meanwhile. */
+static int cmd_busy(double seconds)
+{
+	char *w = map_pages(16);
+	int fd = dev_open(O_WRONLY), bad = 0, rounds = 0;
+	struct timespec t0, t;
+
+	if (fd < 0 || add_pid(fd, getpid()) < 0) {
+		perror("cowtest busy: add");
+		return 1;
+	}
+	close(fd); /* an open fd would pin the module; rmmod must find it unused */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			for (int i = 0; i < 16; i++)
+				cow_write_page(w + (size_t)i * PAGE);
+			_exit(0);
+		}
+		bad += wait_all();
+		rounds++;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < seconds);
+	printf("# busy: %d fork rounds, %d bad\n", rounds, bad);
+	return bad ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: cowtest cow N | overflow N | unknown | readers | hooks | busy SECONDS\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(argv[1], "cow") && argc > 2)
+		return cmd_cow(atoi(argv[2]));
+	if (!strcmp(argv[1], "overflow") && argc > 2)
+		return cmd_overflow(atoi(argv[2]));
+	if (!strcmp(argv[1], "unknown"))
+		return cmd_unknown();
+	if (!strcmp(argv[1], "readers"))
+		return cmd_readers();
+	if (!strcmp(argv[1], "hooks"))
+		return cmd_hooks();
+	if (!strcmp(argv[1], "busy") && argc > 2)
+		return cmd_busy(atof(argv[2]));
+	fprintf(stderr, "cowtest: unknown command %s\n", argv[1]);
+	return 2;
+}
