@@ -1,10 +1,7 @@
-# cowmap-classify.py - helper that cowtrace-read --classify runs: answers "pid addr" lines with a page class
-# from bench/cowmap.py (code, str, dict, ..., eternal); first line is READY or the reason it cannot classify.
+# cowmap-classify.py - helper that cowtrace-read --classify runs: answers "root pid addr" lines with the page
+# class from bench/cowmap.py (code, str, dict, ..., eternal-cow); first line is READY or why it cannot classify.
 import importlib.util
 import sys
-
-# Names bench/cowmap.py may give its per-address classifier; the first that exists is used.
-CANDIDATES = ("classify_address", "classify_page", "classify_addr", "classify")
 
 
 def load(path):
@@ -16,22 +13,33 @@ def load(path):
 
 def main():
     try:
-        mod = load(sys.argv[1])
-    except Exception as e:  # cowmap is another helper's work in progress: report, do not crash the reader
+        cowmap = load(sys.argv[1])
+    except Exception as e:  # another component's code: report why, never take the reader down
         print(f"cannot import {sys.argv[1]}: {type(e).__name__}: {e}", flush=True)
         return 0
-    fn = next((getattr(mod, n) for n in CANDIDATES if callable(getattr(mod, n, None))), None)
-    if fn is None:
-        print(f"{sys.argv[1]} has none of {', '.join(CANDIDATES)}(pid, addr)", flush=True)
+    classify = getattr(cowmap, "classify", None)
+    if not callable(classify):
+        print(f"{sys.argv[1]} has no classify(pid, page_addrs, dump_path=None, maps=None)", flush=True)
         return 0
-    print(f"READY {fn.__name__}", flush=True)
+    print("READY", flush=True)
+    maps_cache = {}
     for line in sys.stdin:
         try:
-            pid, addr = line.split()
-            cls = fn(int(pid), int(addr, 0))
+            root, pid, addr = (int(x, 0) for x in line.split())
+            # The object dump is the master's (root's); the VMA names are the worker's own while it
+            # lives, the root's afterwards (a prefork worker inherits the master's layout).
+            maps = maps_cache.get(pid)
+            if maps is None:
+                for who in (pid, root):
+                    try:
+                        maps = maps_cache[pid] = cowmap.read_maps(who)
+                        break
+                    except OSError:
+                        continue
+            cls = classify(root, [addr], maps=maps).get(addr, "-")
         except Exception as e:
             cls = f"?({type(e).__name__})"
-        print(str(cls).replace(" ", "_") if cls is not None else "-", flush=True)
+        print(str(cls).replace(" ", "_"), flush=True)
     return 0
 
 

@@ -44,6 +44,8 @@ struct proc {
 
 static struct proc *procs;
 static struct proc *root_proc;
+/* First process traced (-p or the COMMAND): the prefork master whose object dump classifies pages. */
+static uint32_t root_pid;
 
 static const Dwfl_Callbacks dwfl_cbs = {
 	.find_elf = dwfl_build_id_find_elf,
@@ -252,7 +254,7 @@ static void print_class(uint32_t pid, uint64_t addr)
 
 	if (!cls_in)
 		return;
-	fprintf(cls_in, "%u %#" PRIx64 "\n", pid, addr);
+	fprintf(cls_in, "%u %u %#" PRIx64 "\n", root_pid ? root_pid : pid, pid, addr);
 	fflush(cls_in);
 	if (!fgets(ans, sizeof(ans), cls_out)) {
 		fclose(cls_in);
@@ -442,6 +444,8 @@ int main(int argc, char **argv)
 			ioctl(fd, COWTRACE_IOC_CLEAR);
 			return 2;
 		}
+		if (!root_pid)
+			root_pid = (uint32_t)pids[i];
 		if (symbolize && !root_proc)
 			root_proc = proc_get((uint32_t)pids[i]);
 	}
@@ -468,6 +472,8 @@ int main(int argc, char **argv)
 			kill(child, SIGKILL);
 			return 1;
 		}
+		if (!root_pid)
+			root_pid = (uint32_t)child;
 		(void)!write(go_pipe[1], "g", 1);
 		close(go_pipe[1]);
 		/* EOF on the close-on-exec pipe: the exec happened (or failed). */
