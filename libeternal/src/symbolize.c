@@ -1,0 +1,96 @@
+/* symbolize.c - eternal_symbolize(): a PC to "symbol+0xoff (module)" with
+ * elfutils' libdwfl, for the log writer and callers; never from a signal handler. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "internal.h"
+
+#include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static pthread_mutex_t g_sym_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_sym_once = PTHREAD_ONCE_INIT;
+static Dwfl *g_dwfl;
+static pid_t g_dwfl_pid;
+
+static char *g_debuginfo_path;
+static const Dwfl_Callbacks g_cb = {
+	.find_elf = dwfl_linux_proc_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.debuginfo_path = &g_debuginfo_path,
+};
+
+/* The child inherits a session that may be half-updated by a parent thread:
+ * forget it (leaked, never freed) and start afresh on first use. */
+static void sym_atfork_child(void)
+{
+	pthread_mutex_init(&g_sym_mu, NULL);
+	g_dwfl = NULL;
+}
+
+static void sym_once(void)
+{
+	pthread_atfork(NULL, NULL, sym_atfork_child);
+}
+
+/* (Re)read /proc/PID/maps: modules dlopen()ed since the last report appear. */
+static int report(void)
+{
+	pid_t pid = getpid();
+	if (!g_dwfl) {
+		g_dwfl = dwfl_begin(&g_cb);
+		if (!g_dwfl)
+			return -ENOMEM;
+	}
+	dwfl_report_begin(g_dwfl);
+	int rc = dwfl_linux_proc_report(g_dwfl, pid);
+	dwfl_report_end(g_dwfl, NULL, NULL);
+	if (rc != 0)
+		return rc > 0 ? -rc : -EIO;
+	g_dwfl_pid = pid;
+	return 0;
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = p ? strrchr(p, '/') : NULL;
+	return s ? s + 1 : p ? p : "?";
+}
+
+ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
+{
+	int rc = 0;
+	if (!buf || !len || !pc)
+		return -EINVAL;
+	pthread_once(&g_sym_once, sym_once);
+	pthread_mutex_lock(&g_sym_mu);
+	if (!g_dwfl || g_dwfl_pid != getpid())
+		rc = report();
+	Dwfl_Module *m = rc == 0 ? dwfl_addrmodule(g_dwfl, (Dwarf_Addr)pc) : NULL;
+	if (!m && rc == 0 && report() == 0)
+		m = dwfl_addrmodule(g_dwfl, (Dwarf_Addr)pc);
+	if (!m) {
+		pthread_mutex_unlock(&g_sym_mu);
+		return rc < 0 ? rc : -ENOENT;
+	}
+	Dwarf_Addr start = 0;
+	const char *mod = dwfl_module_info(m, NULL, &start, NULL, NULL, NULL, NULL, NULL);
+	GElf_Off off = 0;
+	GElf_Sym sym;
+	const char *name = dwfl_module_addrinfo(m, (GElf_Addr)pc, &off, &sym, NULL, NULL, NULL);
+	int n;
+	if (name)
+		n = snprintf(buf, len, "%s+0x%lx (%s)", name, (unsigned long)off, base_name(mod));
+	else
+		n = snprintf(buf, len, "?? (%s+0x%lx)", base_name(mod), (unsigned long)(pc - start));
+	pthread_mutex_unlock(&g_sym_mu);
+	if (n < 0)
+		return -EIO;
+	if (!name)
+		return -ENOENT;
+	return (size_t)n < len ? n : (int)len - 1;
+}
