@@ -154,7 +154,8 @@ def _dump_stats(signum, frame):
     if not d:
         return
     rec = {"pid": os.getpid(), "mode": MODE, "eternal": eternal_stats(),
-           "gc_count": gc.get_count(), "gc_freeze_count": gc.get_freeze_count(),
+           "gc_count": gc.get_count(), "gc_stats": gc.get_stats(),
+           "gc_threshold": gc.get_threshold(), "gc_freeze_count": gc.get_freeze_count(),
            "gc_enabled": gc.isenabled()}
     tmp = os.path.join(d, ".stats-%d.tmp" % os.getpid())
     with open(tmp, "w") as f:
