@@ -22,6 +22,8 @@ static void *log_arg;
 /* Every live region, so that fork handlers can reach them. */
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct eternal_region *registry;
+/* Closed handles, kept so that a stale pointer reads a tombstone. */
+static struct eternal_region *graveyard;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 void eternal_set_log(eternal_log_fn fn, void *arg)
@@ -412,8 +414,12 @@ int eternal_region_close(eternal_region *r)
 		free(t->holes);
 		t->holes = NULL;
 	}
-	/* The handle itself is kept (a tombstone of ~2 KiB) so that a later
-	 * call through a stale pointer is -EBADF instead of a use after free. */
 	_eternal_unlock(r);
+	/* The handle itself is kept (a tombstone of ~11 KiB) so that a later
+	 * call through a stale pointer is -EBADF instead of a use after free. */
+	pthread_mutex_lock(&registry_mu);
+	r->next = graveyard;
+	graveyard = r;
+	pthread_mutex_unlock(&registry_mu);
 	return 0;
 }
