@@ -789,7 +789,7 @@ static void *handler_thread(void *arg)
 	struct eternal_trap *t = arg;
 	struct tid_fd cache[TID_CACHE];
 	struct uffd_msg msgs[16];
-	bool busy = t->flags & ETERNAL_TRAP_BUSY_POLL;
+	bool busy = t->flags & ETERNAL_TRAP_BUSY_POLL, warned = false;
 	pid_t last_tid = 0;
 	sigset_t all;
 	sigfillset(&all);
@@ -831,9 +831,16 @@ static void *handler_thread(void *arg)
 				bool kernel = false;
 				fill_event(t, &ev, tier, a);
 				ev.tid = tid;
-				if (thread_syscall_info(cache, tid, &pc, &kernel) == 0) {
+				int err = thread_syscall_info(cache, tid, &pc, &kernel);
+				if (err == 0) {
 					ev.pc = pc;
 					ev.kernel = kernel;
+				} else if (!warned) {
+					/* e.g. EACCES after setuid(): the process is not dumpable */
+					_eternal_log(ETERNAL_LOG_WARN, "trap: thread engine cannot read "
+						     "/proc/self/task/%d/syscall (%s): events carry no PC",
+						     (int)tid, strerror(-err));
+					warned = true;
 				}
 				record(t, &ev);
 			}

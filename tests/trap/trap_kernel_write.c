@@ -1,0 +1,44 @@
+/* Description: a write the kernel makes on the process's behalf (read(2) from
+ * a pipe into the sealed tier): the thread engine logs it with kernel=1 and
+ * the read succeeds; the signal engines cannot run a handler for it, so the
+ * syscall fails with EFAULT and nothing is corrupted. */
+#define _GNU_SOURCE
+#include "trap-test.h"
+
+#include <fcntl.h>
+
+int main(int argc, char **argv)
+{
+	enum eternal_trap_engine e = engine_arg(argc, argv);
+	struct fixture f;
+	struct eternal_trap_event ev[8];
+	int p[2];
+
+	need_engine(e);
+	fixture_init(&f);
+	CHECK_RC(fixture_seal(&f, ETERNAL_MODE_TRAP, e, 0, 0, NULL), 0);
+	CHECK(pipe(p) == 0);
+	CHECK(write(p[1], "hello", 5) == 5);
+	ssize_t n = read(p[0], f.blk[7] + 64, 5);
+	if (get_stats(f.r).engine == ETERNAL_ENGINE_THREAD) {
+		CHECK(n == 5);
+		CHECK(memcmp(f.blk[7] + 64, "hello", 5) == 0);
+		CHECK_RC(eternal_trap_read(f.r, ev, 8), 1);
+		if (!ev[0].kernel) {
+			/* a user-mode-only uffd (unprivileged) cannot see kernel writes */
+			fprintf(stderr, "kernel flag not set\n");
+			return T_FAIL;
+		}
+		CHECK(ev[0].addr == (uintptr_t)(f.blk[7] + 64));
+		CHECK(ev[0].block_start == (uintptr_t)f.blk[7]);
+	} else {
+		CHECK(n == -1 && errno == EFAULT);
+		CHECK(f.blk[7][64] == 7);
+		CHECK_RC(eternal_trap_read(f.r, ev, 8), 0);
+		/* the same data through a user store is caught as usual */
+		writer(f.blk[7] + 64, 'h');
+		CHECK_RC(eternal_trap_read(f.r, ev, 8), 1);
+		CHECK(ev[0].kernel == 0);
+	}
+	return T_PASS;
+}
