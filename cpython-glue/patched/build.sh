@@ -17,6 +17,8 @@ PATCH=$HERE/eternal-$VERSION.patch
 # for both; no PGO/LTO, whose profile runs would differ between the two builds.
 CONFIGURE_FLAGS="--enable-shared --with-pymalloc --without-ensurepip"
 JOBS=${JOBS:-2}
+# libeternal's sources (include/ and src/) compiled into the interpreter.
+LIBETERNAL_DIR=${LIBETERNAL_DIR:-$ROOT/libeternal}
 
 log() { echo "build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -75,15 +77,15 @@ verify_source() {
 # Everything that goes into the patched interpreter: our patch, our files copied
 # into the tree, and libeternal's sources.
 patched_inputs() {
-	(cd "$ROOT" && ls cpython-glue/patched/eternal-$VERSION.patch cpython-glue/patched/src/* \
-		libeternal/include/*.h libeternal/src/*.[ch] 2>/dev/null | LC_ALL=C sort)
+	ls "$PATCH" "$HERE"/src/* "$LIBETERNAL_DIR"/include/*.h "$LIBETERNAL_DIR"/src/*.[ch] \
+		2>/dev/null | LC_ALL=C sort
 }
 
 key_of() { # key_of stock|patched
 	{
 		echo "$TARBALL_SHA $CONFIGURE_FLAGS $(gcc -dumpfullversion)"
 		if [ "$1" = patched ]; then
-			patched_inputs | while read -r f; do echo "$f $(sha256sum < "$ROOT/$f")"; done
+			patched_inputs | while read -r f; do echo "${f##*/} $(sha256sum < "$f")"; done
 		fi
 	} | sha256sum | cut -c1-16
 }
@@ -93,12 +95,15 @@ key_of() { # key_of stock|patched
 add_eternal() {
 	local tree=$1 libs="" f
 	patch -d "$tree" -p1 --forward --quiet < "$PATCH" >&2
+	ls "$LIBETERNAL_DIR"/src/*.c >/dev/null 2>&1 || die "no libeternal sources in $LIBETERNAL_DIR/src"
 	mkdir -p "$tree/Modules/eternal"
-	cp -r "$ROOT/libeternal/include" "$ROOT/libeternal/src" "$tree/Modules/eternal/"
+	cp -r "$LIBETERNAL_DIR/include" "$LIBETERNAL_DIR/src" "$tree/Modules/eternal/"
 	cp "$HERE"/src/*.c "$tree/Modules/"
+	cp "$HERE"/src/pycore_eternal.h "$tree/Include/internal/"
 	# Link what libeternal's sources ask for, nothing more.
-	grep -qs '<liburing.h>' "$ROOT"/libeternal/src/*.[ch] && libs="$libs -luring"
-	grep -qs '<numa.h>' "$ROOT"/libeternal/src/*.[ch] && libs="$libs -lnuma"
+	if grep -qs '<liburing.h>' "$LIBETERNAL_DIR"/src/*.[ch]; then libs="$libs -luring"; fi
+	if grep -qs '<numa.h>' "$LIBETERNAL_DIR"/src/*.[ch]; then libs="$libs -lnuma"; fi
+	if grep -qs '<elfutils/\|<libdw' "$LIBETERNAL_DIR"/src/*.[ch]; then libs="$libs -ldw -lelf"; fi
 	{
 		echo "*static*"
 		printf '_eternal_patched _eternal_patched.c'

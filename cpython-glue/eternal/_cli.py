@@ -1,0 +1,105 @@
+# eternal/_cli.py - the command line: `python -m eternal --version | run | report`.
+# `run` runs an unmodified program (script or -m module) with the glue on.
+import argparse
+import os
+import sys
+
+import eternal
+
+
+def _version():
+    lib = getattr(eternal._C, "library_version", "?") if eternal._C is not None else "-"
+    v = sys.version_info
+    print(f"eternal {eternal.__version__} (libeternal {lib}, backend {eternal.backend}, "
+          f"CPython {v.major}.{v.minor}.{v.micro})")
+    return 0
+
+
+def _run(argv):
+    p = argparse.ArgumentParser(prog="python -m eternal run",
+                                description="Run a program with the eternal glue on.")
+    p.add_argument("--mode", choices=eternal.MODES, default=os.environ.get("ETERNAL_MODE") or "strict")
+    p.add_argument("--log", default=os.environ.get("ETERNAL_LOG") or None,
+                   help="directory for trap records (one JSON-lines file per pid)")
+    p.add_argument("--engine", choices=eternal.ENGINES, default=os.environ.get("ETERNAL_ENGINE") or "auto")
+    p.add_argument("--seal", choices=("first-fork", "manual"),
+                   default=os.environ.get("ETERNAL_SEAL") or "first-fork",
+                   help="when to seal if not --seal-now (default first-fork)")
+    p.add_argument("--preload", default="", help="modules to import during warm-up: MOD,MOD,...")
+    p.add_argument("--seal-now", action="store_true", help="seal after --preload, before the program")
+    p.add_argument("-m", dest="module", help="run a library module as a script")
+    p.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...] (or module args with -m)")
+    a = p.parse_args(argv)
+    if not a.module and not a.target:
+        p.error("give a script or -m module")
+    env = os.environ
+    env["ETERNAL"] = "1"
+    env["ETERNAL_MODE"] = a.mode
+    env["ETERNAL_SEAL"] = a.seal
+    env["ETERNAL_ENGINE"] = a.engine
+    if a.log:
+        env["ETERNAL_LOG"] = os.path.abspath(a.log)
+    if eternal.backend not in ("stock", "patched"):
+        print(f"eternal: {eternal.backend}", file=sys.stderr)
+        return 2
+    eternal.start_from_env()  # enables (unless ETERNAL=1 already did) + first-fork hook
+    import importlib
+    for mod in filter(None, (m.strip() for m in a.preload.split(","))):
+        importlib.import_module(mod)
+    if a.seal_now:
+        eternal.seal(a.mode, log=env.get("ETERNAL_LOG"), engine=a.engine)
+    import runpy
+    if a.module:
+        sys.argv = [a.module] + a.target
+        runpy.run_module(a.module, run_name="__main__", alter_sys=True)
+    else:
+        script, args = a.target[0], a.target[1:]
+        sys.argv = [script] + args
+        sys.path[0] = os.path.dirname(os.path.abspath(script))
+        runpy.run_path(script, run_name="__main__")
+    return 0
+
+
+def _report(argv):
+    p = argparse.ArgumentParser(prog="python -m eternal report",
+                                description="Print region stats and trap records as a table.")
+    p.add_argument("--log", help="a trap-log directory written by seal(log=...) / ETERNAL_LOG / run --log")
+    p.add_argument("--preload", default="", help="warm up with these modules first (this process)")
+    p.add_argument("--seal", choices=eternal.MODES, help="seal in this mode after --preload")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    a = p.parse_args(argv)
+    from . import _report
+    if a.log:
+        return _report.report_dir(a.log, as_json=a.json)
+    if eternal.backend not in ("stock", "patched"):
+        print(f"eternal: {eternal.backend}", file=sys.stderr)
+        return 2
+    if not eternal.is_enabled():
+        eternal.enable()
+    import importlib
+    for mod in filter(None, (m.strip() for m in a.preload.split(","))):
+        importlib.import_module(mod)
+    if a.seal:
+        eternal.seal(a.seal)
+    if a.json:
+        import json
+        print(json.dumps(eternal.stats(), indent=1, sort_keys=True))
+    else:
+        eternal.report()
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m eternal (--version | run [options] (script.py | -m module) [args] | "
+              "report [--log DIR] [--preload MODS] [--json])")
+        return 0 if argv else 2
+    if argv[0] in ("--version", "-V", "version"):
+        return _version()
+    if argv[0] == "run":
+        return _run(argv[1:])
+    if argv[0] == "report":
+        return _report(argv[1:])
+    print(f"python -m eternal: unknown command {argv[0]!r}", file=sys.stderr)
+    return 2

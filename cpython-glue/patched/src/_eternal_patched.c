@@ -1,0 +1,796 @@
+/* _eternal_patched.c - libeternal inside a patched CPython 3.13: the hooks that
+ * interning, marshal and code creation call, and the `_eternal_patched` module. */
+#ifndef Py_BUILD_CORE_BUILTIN
+#  define Py_BUILD_CORE_BUILTIN 1
+#endif
+#include "Python.h"
+#include "pycore_code.h"          // _PyCode_New
+#include "pycore_eternal.h"
+#include "pycore_gc.h"            // PyGC_Head
+#include "pycore_long.h"          // _PyLong_DigitCount
+#include "pycore_object.h"        // _Py_SetImmortalUntracked
+#include "pycore_pystate.h"       // _PyInterpreterState_GET
+#include "pycore_unicodeobject.h" // _PyUnicode_Copy
+
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eternal.h"
+
+uintptr_t _Py_eternal_lo, _Py_eternal_hi;
+int _Py_eternal_warm;
+int _Py_eternal_code;
+
+static eternal_region *region;
+
+/* Block tags: stats() reports objects and bytes per tag, and the trap log
+   names the type of the object a write hit. */
+enum {
+    TAG_OTHER = 0, TAG_STR, TAG_BYTES, TAG_INT, TAG_FLOAT, TAG_COMPLEX,
+    TAG_TUPLE, TAG_FROZENSET, TAG_CODE, NTAGS
+};
+static const char *const tag_names[NTAGS] = {
+    "other", "str", "bytes", "int", "float", "complex", "tuple", "frozenset", "code",
+};
+
+/* A child forked during warm-up would allocate in the same shared memfd as
+   its parent: only the process that enabled keeps warming up. */
+static void
+atfork_child(void)
+{
+    _Py_eternal_warm = 0;
+}
+
+static int
+region_open(void)
+{
+    uintptr_t lo[ETERNAL_NTIERS], hi[ETERNAL_NTIERS];
+    struct eternal_region_opts o = {.sz = sizeof o, .name = "python"};
+    int rc;
+
+    if (region != NULL) {
+        return 0;
+    }
+    rc = eternal_region_create(&o, &region);
+    if (rc < 0) {
+        region = NULL;
+        return rc;
+    }
+    for (int t = 0; t < ETERNAL_NTIERS; t++) {
+        rc = eternal_tier_bounds(region, (enum eternal_tier)t, &lo[t], &hi[t]);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    pthread_atfork(NULL, NULL, atfork_child);
+    _Py_eternal_lo = lo[0] < lo[1] ? lo[0] : lo[1];
+    _Py_eternal_hi = hi[0] > hi[1] ? hi[0] : hi[1];
+    return 0;
+}
+
+/* Zeroed memory in @tier, or NULL when the tier is full (or sealed): callers
+   fall back to the ordinary heap. */
+static void *
+region_alloc(enum eternal_tier tier, size_t size, int tag)
+{
+    void *p;
+    if (region == NULL || eternal_alloc(region, tier, size, 0, (uint8_t)tag, &p) < 0) {
+        return NULL;
+    }
+    return p;
+}
+
+/* ---- copies into the sealed tier ---------------------------------------- */
+
+/* Every cache the interpreter fills lazily (hash, UTF-8) is filled on the heap
+   original first and copied, so the region copy is never written again. */
+static PyObject *
+copy_str(PyObject *s)
+{
+    if (!PyUnicode_CheckExact(s) || !PyUnicode_IS_COMPACT(s)) {
+        return NULL;
+    }
+    if (PyObject_Hash(s) == -1) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int ascii = PyUnicode_IS_ASCII(s);
+    size_t head = ascii ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject);
+    size_t data = (size_t)(PyUnicode_GET_LENGTH(s) + 1) * PyUnicode_KIND(s);
+    const char *utf8 = NULL;
+    Py_ssize_t utf8_len = 0;
+    if (!ascii) {
+        utf8 = PyUnicode_AsUTF8AndSize(s, &utf8_len);
+        if (utf8 == NULL) {   /* lone surrogates: no UTF-8 form exists */
+            PyErr_Clear();
+        }
+    }
+    size_t size = head + data + (utf8 ? (size_t)utf8_len + 1 : 0);
+    PyObject *c = region_alloc(ETERNAL_TIER_SEALED, size, TAG_STR);
+    if (c == NULL) {
+        return NULL;
+    }
+    memcpy(c, s, head + data);
+    _Py_SetImmortalUntracked(c);
+    ((PyASCIIObject *)c)->state.interned = SSTATE_NOT_INTERNED;
+    ((PyASCIIObject *)c)->state.statically_allocated = 0;
+    if (!ascii) {
+        PyCompactUnicodeObject *u = (PyCompactUnicodeObject *)c;
+        u->utf8 = NULL;
+        u->utf8_length = 0;
+        if (utf8 != NULL) {
+            u->utf8 = (char *)c + head + data;
+            memcpy(u->utf8, utf8, (size_t)utf8_len + 1);
+            u->utf8_length = utf8_len;
+        }
+    }
+    return c;
+}
+
+/* A flat copy of a non-GC object of @size bytes. */
+static PyObject *
+copy_flat(PyObject *op, size_t size, int tag)
+{
+    PyObject *c = region_alloc(ETERNAL_TIER_SEALED, size, tag);
+    if (c == NULL) {
+        return NULL;
+    }
+    memcpy(c, op, size);
+    _Py_SetImmortalUntracked(c);
+    return c;
+}
+
+static int
+all_immortal(PyObject *const *items, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (items[i] == NULL || !_Py_IsImmortal(items[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A GC object copied behind a zeroed PyGC_Head: zero means untracked, and
+   nothing ever tracks it (PyObject_GC_Track ignores region objects). */
+static PyObject *
+copy_gc(PyObject *op, size_t size, size_t extra, int tag)
+{
+    char *block = region_alloc(ETERNAL_TIER_SEALED, sizeof(PyGC_Head) + size + extra, tag);
+    if (block == NULL) {
+        return NULL;
+    }
+    PyObject *c = (PyObject *)(block + sizeof(PyGC_Head));
+    memcpy(c, op, size);
+    _Py_SetImmortalUntracked(c);
+    return c;
+}
+
+static PyObject *
+copy_tuple(PyObject *t)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    if (n == 0 || !all_immortal(((PyTupleObject *)t)->ob_item, n)) {
+        return NULL;
+    }
+    /* Items are immortal: the copy needs no references of its own. */
+    return copy_gc(t, _PyObject_VAR_SIZE(&PyTuple_Type, n), 0, TAG_TUPLE);
+}
+
+static PyObject *
+copy_frozenset(PyObject *fs)
+{
+    PySetObject *so = (PySetObject *)fs;
+    if (PySet_GET_SIZE(fs) == 0) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i <= so->mask; i++) {
+        PyObject *k = so->table[i].key;
+        if (k != NULL && !_Py_IsImmortal(k)) {
+            return NULL;   /* marshal and freeze() never delete: no dummies */
+        }
+    }
+    if (PyObject_Hash(fs) == -1) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int small = so->table == so->smalltable;
+    size_t table = small ? 0 : (size_t)(so->mask + 1) * sizeof(setentry);
+    PyObject *c = copy_gc(fs, sizeof(PySetObject), table, TAG_FROZENSET);
+    if (c == NULL) {
+        return NULL;
+    }
+    PySetObject *cs = (PySetObject *)c;
+    cs->weakreflist = NULL;
+    if (small) {
+        cs->table = cs->smalltable;
+    }
+    else {
+        cs->table = (setentry *)((char *)c + sizeof(PySetObject));
+        memcpy(cs->table, so->table, table);
+    }
+    return c;
+}
+
+static PyObject *
+copy_eternal(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+
+    if (_Py_IsImmortal(op) || _Py_IsEternal(op)) {
+        return NULL;   /* singletons, statics, and what is already here */
+    }
+    if (tp == &PyUnicode_Type) {
+        return copy_str(op);
+    }
+    if (tp == &PyBytes_Type) {
+        if (PyObject_Hash(op) == -1) {
+            PyErr_Clear();
+            return NULL;
+        }
+        return copy_flat(op, offsetof(PyBytesObject, ob_sval) + PyBytes_GET_SIZE(op) + 1,
+                         TAG_BYTES);
+    }
+    if (tp == &PyLong_Type) {
+        Py_ssize_t nd = _PyLong_DigitCount((PyLongObject *)op);
+        return copy_flat(op, offsetof(PyLongObject, long_value.ob_digit)
+                         + sizeof(digit) * (size_t)(nd > 0 ? nd : 1), TAG_INT);
+    }
+    if (tp == &PyFloat_Type) {
+        return copy_flat(op, sizeof(PyFloatObject), TAG_FLOAT);
+    }
+    if (tp == &PyComplex_Type) {
+        return copy_flat(op, sizeof(PyComplexObject), TAG_COMPLEX);
+    }
+    if (tp == &PyTuple_Type) {
+        return copy_tuple(op);
+    }
+    if (tp == &PyFrozenSet_Type) {
+        return copy_frozenset(op);
+    }
+    return NULL;
+}
+
+PyObject *
+_PyEternal_Copy(PyObject *op)
+{
+    if (!_Py_eternal_warm) {
+        return NULL;
+    }
+    return copy_eternal(op);
+}
+
+PyObject *
+_PyEternal_NewCode(Py_ssize_t size)
+{
+    PyObject *co = region_alloc(ETERNAL_TIER_COW, _PyObject_VAR_SIZE(&PyCode_Type, size),
+                                TAG_CODE);
+    if (co == NULL) {
+        return NULL;
+    }
+    Py_SET_TYPE(co, &PyCode_Type);   /* static type: no reference to take */
+    Py_SET_SIZE((PyVarObject *)co, size);
+    _Py_SetImmortalUntracked(co);
+    return co;
+}
+
+void
+_PyEternal_InternSwap(PyInterpreterState *interp, PyObject *interned, PyObject **p)
+{
+    PyObject *s = *p, *c, *t = NULL;
+
+    if (_Py_IsEternal(s)) {
+        if (_Py_eternal_warm && _Py_IsMainInterpreter(interp)) {
+            return;   /* marshal's copy: intern it as it is, still writable */
+        }
+        /* Sealed (or another interpreter's): intern a heap copy instead of
+           writing the interned bits of the region string. */
+        c = _PyUnicode_Copy(s);
+        if (c == NULL) {
+            PyErr_Clear();
+            return;
+        }
+        Py_DECREF(s);
+        *p = c;
+        return;
+    }
+    if (!_Py_eternal_warm || !_Py_IsMainInterpreter(interp)) {
+        return;
+    }
+    /* Copy only strings seen for the first time: a duplicate would waste
+       region space, since region blocks are never given back. */
+    if (PyDict_GetItemRef(interned, s, &t) != 0) {
+        if (t == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(t);
+        return;
+    }
+    c = copy_str(s);
+    if (c != NULL) {
+        Py_DECREF(s);
+        *p = c;
+    }
+}
+
+/* ---- enabling, sealing, start-up --------------------------------------- */
+
+static int
+enable(void)
+{
+    int rc = region_open();
+    if (rc < 0) {
+        return rc;
+    }
+    struct eternal_stats st = {.sz = sizeof st};
+    rc = eternal_stats_get(region, &st);
+    if (rc < 0) {
+        return rc;
+    }
+    _Py_eternal_warm = st.state == ETERNAL_STATE_WARMUP;
+    return 0;
+}
+
+static const char *const mode_names[] = {"off", "strict", "trap", "audit"};
+static const char *const engine_names[] = {"auto", "precise", "thread", "mprotect"};
+
+static int
+name_index(const char *name, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Trap log lines name the Python type and the field a write hit. Runs
+   outside the signal handler but maybe without the GIL: reads memory only. */
+static int
+describe(const struct eternal_trap_event *ev, char *buf, size_t len, void *arg)
+{
+    (void)arg;
+    const char *type = ev->tag < NTAGS ? tag_names[ev->tag] : "?";
+    uint64_t off = ev->block_offset;
+    const char *field = "?";
+    int gc = ev->tag == TAG_TUPLE || ev->tag == TAG_FROZENSET;
+
+    if (gc && off < sizeof(PyGC_Head)) {
+        field = "gc_head";
+    }
+    else {
+        off -= gc ? sizeof(PyGC_Head) : 0;
+        if (off < sizeof(Py_ssize_t)) {
+            field = "ob_refcnt";
+        }
+        else if (off < 2 * sizeof(void *)) {
+            field = "ob_type";
+        }
+        else if (ev->tag == TAG_STR) {
+            field = off == offsetof(PyASCIIObject, hash) ? "hash"
+                  : off == offsetof(PyASCIIObject, state) ? "state (interned bits)"
+                  : off >= offsetof(PyCompactUnicodeObject, utf8_length)
+                    && off < sizeof(PyCompactUnicodeObject) ? "utf8" : "data";
+        }
+        else if (ev->tag == TAG_BYTES) {
+            /* ob_shash (deprecated, still the hash cache) sits before ob_sval */
+            field = off + sizeof(Py_hash_t) == offsetof(PyBytesObject, ob_sval) ? "ob_shash"
+                                                                                : "ob_sval";
+        }
+        else if (ev->tag == TAG_TUPLE) {
+            field = "ob_item";
+        }
+        else if (ev->tag == TAG_FROZENSET) {
+            field = off == offsetof(PySetObject, hash) ? "hash" : "table";
+        }
+    }
+    return snprintf(buf, len, "%s+%llu %s", type, (unsigned long long)off, field);
+}
+
+static int
+seal(int mode, int engine, const char *log_dir)
+{
+    struct eternal_trap_opts to = {
+        .sz = sizeof to,
+        .engine = (enum eternal_trap_engine)engine,
+        .log_dir = log_dir,
+        .describe = describe,
+    };
+    if (region == NULL) {
+        return -EINVAL;
+    }
+    _Py_eternal_warm = 0;   /* from here on, nothing new goes into the region */
+    return eternal_seal(region, (enum eternal_mode)mode, &to);
+}
+
+static void
+startup_warn(const char *what, int rc)
+{
+    fprintf(stderr, "_eternal_patched: %s: %s\n", what, strerror(-rc));
+}
+
+void
+_PyEternal_InitMain(void)
+{
+    const char *env = getenv("ETERNAL");
+    if (env == NULL || *env == '\0' || strcmp(env, "0") == 0) {
+        return;
+    }
+    int rc = enable();
+    if (rc < 0) {
+        startup_warn("ETERNAL=1: cannot create the region", rc);
+    }
+}
+
+void
+_PyEternal_AfterSite(void)
+{
+    const char *preload = getenv("ETERNAL_PRELOAD");
+    const char *mode = getenv("ETERNAL_SEAL");
+
+    if (!_Py_eternal_warm) {
+        return;
+    }
+    /* A comma-separated list of modules imported as warm-up; a module that
+       fails to import is skipped, as if it were not listed. */
+    if (preload != NULL && *preload != '\0') {
+        char *list = strdup(preload), *save = NULL;
+        for (char *m = list ? strtok_r(list, ",", &save) : NULL; m;
+             m = strtok_r(NULL, ",", &save)) {
+            PyObject *mod = PyImport_ImportModule(m);
+            if (mod == NULL) {
+                PyErr_Clear();
+            }
+            Py_XDECREF(mod);
+        }
+        free(list);
+    }
+    if (mode != NULL && *mode != '\0') {
+        int m = name_index(mode, mode_names, 4);
+        const char *engine = getenv("ETERNAL_ENGINE");
+        int e = engine ? name_index(engine, engine_names, 4) : 0;
+        if (m < 0 || e < 0) {
+            startup_warn("ETERNAL_SEAL/ETERNAL_ENGINE: unknown name", -EINVAL);
+            return;
+        }
+        int rc = seal(m, e, getenv("ETERNAL_LOG"));
+        if (rc < 0) {
+            startup_warn("ETERNAL_SEAL", rc);
+        }
+    }
+}
+
+/* ---- the module ---------------------------------------------------------- */
+
+static PyObject *
+raise_rc(int rc, const char *what)
+{
+    errno = -rc;
+    return PyErr_SetFromErrnoWithFilename(PyExc_OSError, what);
+}
+
+static PyObject *
+ep_enable(PyObject *self, PyObject *unused)
+{
+    int rc = enable();
+    if (rc < 0) {
+        return raise_rc(rc, "eternal_region_create");
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ep_seal(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"mode", "log", "engine", NULL};
+    const char *mode = "strict", *engine = "auto";
+    PyObject *log = Py_None, *log_bytes = NULL;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|sOs:seal", kwlist, &mode, &log, &engine)) {
+        return NULL;
+    }
+    int m = name_index(mode, mode_names, 4), e = name_index(engine, engine_names, 4);
+    if (m < 0) {
+        return PyErr_Format(PyExc_ValueError, "unknown mode '%s' (off, strict, trap, audit)",
+                            mode);
+    }
+    if (e < 0) {
+        return PyErr_Format(PyExc_ValueError, "unknown engine '%s'", engine);
+    }
+    if (region == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "eternal is not enabled");
+        return NULL;
+    }
+    if (log != Py_None && !PyUnicode_FSConverter(log, &log_bytes)) {
+        return NULL;
+    }
+    int rc = seal(m, e, log_bytes ? PyBytes_AS_STRING(log_bytes) : NULL);
+    Py_XDECREF(log_bytes);
+    if (rc < 0) {
+        return raise_rc(rc, "eternal_seal");
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+set_u64(PyObject *d, const char *key, uint64_t v)
+{
+    PyObject *o = PyLong_FromUnsignedLongLong(v);
+    int rc = o ? PyDict_SetItemString(d, key, o) : -1;
+    Py_XDECREF(o);
+    return rc;
+}
+
+static int
+set_str(PyObject *d, const char *key, const char *v)
+{
+    PyObject *o = PyUnicode_FromString(v);
+    int rc = o ? PyDict_SetItemString(d, key, o) : -1;
+    Py_XDECREF(o);
+    return rc;
+}
+
+static PyObject *
+ep_stats(PyObject *self, PyObject *unused)
+{
+    struct eternal_stats st = {.sz = sizeof st};
+    PyObject *d = PyDict_New(), *objs = NULL, *bytes = NULL;
+
+    if (d == NULL) {
+        return NULL;
+    }
+    if (region == NULL) {
+        if (set_str(d, "mode", "disabled") < 0 || set_u64(d, "sealed_bytes", 0) < 0
+            || set_u64(d, "cow_bytes", 0) < 0) {
+            Py_CLEAR(d);
+        }
+        return d;
+    }
+    int rc = eternal_stats_get(region, &st);
+    if (rc < 0) {
+        Py_DECREF(d);
+        return raise_rc(rc, "eternal_stats_get");
+    }
+    if (set_str(d, "mode", st.state == ETERNAL_STATE_WARMUP ? "warmup"
+                           : (unsigned)st.mode < 4 ? mode_names[st.mode] : "?") < 0
+        || set_str(d, "engine", (unsigned)st.engine < 4 ? engine_names[st.engine] : "?") < 0
+        || set_u64(d, "warm", (uint64_t)_Py_eternal_warm) < 0
+        || set_u64(d, "sealed_bytes", st.tier[ETERNAL_TIER_SEALED].used) < 0
+        || set_u64(d, "cow_bytes", st.tier[ETERNAL_TIER_COW].used) < 0
+        || set_u64(d, "sealed_committed", st.tier[ETERNAL_TIER_SEALED].committed) < 0
+        || set_u64(d, "cow_committed", st.tier[ETERNAL_TIER_COW].committed) < 0
+        || set_u64(d, "trap_writes_sealed", st.trap_writes[ETERNAL_TIER_SEALED]) < 0
+        || set_u64(d, "trap_writes_cow", st.trap_writes[ETERNAL_TIER_COW]) < 0
+        || set_u64(d, "trap_dropped", st.trap_dropped) < 0
+        || (objs = PyDict_New()) == NULL || (bytes = PyDict_New()) == NULL) {
+        goto fail;
+    }
+    for (int t = 0; t < ETERNAL_NTIERS; t++) {
+        for (int tag = 0; tag < NTAGS; tag++) {
+            if (st.tag_blocks[t][tag] == 0) {
+                continue;
+            }
+            /* Each type lives in one tier, except "other". */
+            if (set_u64(objs, tag_names[tag], st.tag_blocks[t][tag]) < 0
+                || set_u64(bytes, tag_names[tag], st.tag_bytes[t][tag]) < 0) {
+                goto fail;
+            }
+        }
+    }
+    if (PyDict_SetItemString(d, "objects_by_type", objs) < 0
+        || PyDict_SetItemString(d, "bytes_by_type", bytes) < 0) {
+        goto fail;
+    }
+    Py_DECREF(objs);
+    Py_DECREF(bytes);
+    return d;
+fail:
+    Py_XDECREF(objs);
+    Py_XDECREF(bytes);
+    Py_DECREF(d);
+    return NULL;
+}
+
+/* freeze(): deep copy into the sealed tier; lists become tuples and dicts
+   read-only mappings (the mapping itself stays on the heap: dicts are written
+   by lookups' version tags, so they cannot be sealed). */
+static PyObject *
+freeze_obj(PyObject *o, int depth)
+{
+    PyObject *r = NULL, *items = NULL;
+
+    if (depth > 200) {
+        PyErr_SetString(PyExc_RecursionError, "freeze: nesting too deep");
+        return NULL;
+    }
+    if (_Py_IsImmortal(o) && (PyUnicode_CheckExact(o) || PyLong_CheckExact(o)
+                              || PyBytes_CheckExact(o) || PyTuple_CheckExact(o)
+                              || o == Py_None || PyBool_Check(o) || o == Py_Ellipsis)) {
+        return Py_NewRef(o);
+    }
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == &PyUnicode_Type || tp == &PyBytes_Type || tp == &PyLong_Type
+        || tp == &PyFloat_Type || tp == &PyComplex_Type) {
+        r = copy_eternal(o);
+        if (r == NULL && !PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "freeze: the sealed tier is full or sealed");
+        }
+        return r;
+    }
+    if (tp == &PyTuple_Type || tp == &PyList_Type) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        items = PyTuple_New(n);
+        if (items == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *v = freeze_obj(PySequence_Fast_GET_ITEM(o, i), depth + 1);
+            if (v == NULL) {
+                goto done;
+            }
+            PyTuple_SET_ITEM(items, i, v);
+        }
+    }
+    else if (tp == &PyFrozenSet_Type || tp == &PySet_Type) {
+        PyObject *it = PyObject_GetIter(o), *v;
+        PyObject *tmp = PyFrozenSet_New(NULL);
+        if (it == NULL || tmp == NULL) {
+            Py_XDECREF(it);
+            Py_XDECREF(tmp);
+            return NULL;
+        }
+        while ((v = PyIter_Next(it)) != NULL) {
+            PyObject *f = freeze_obj(v, depth + 1);
+            Py_DECREF(v);
+            if (f == NULL || PySet_Add(tmp, f) < 0) {
+                Py_XDECREF(f);
+                Py_DECREF(it);
+                Py_DECREF(tmp);
+                return NULL;
+            }
+            Py_DECREF(f);
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred()) {
+            Py_DECREF(tmp);
+            return NULL;
+        }
+        items = tmp;
+    }
+    else if (tp == &PyDict_Type) {
+        PyObject *k, *v, *fk, *fv, *d = PyDict_New();
+        Py_ssize_t pos = 0;
+        if (d == NULL) {
+            return NULL;
+        }
+        while (PyDict_Next(o, &pos, &k, &v)) {
+            fk = freeze_obj(k, depth + 1);
+            fv = fk ? freeze_obj(v, depth + 1) : NULL;
+            if (fv == NULL || PyDict_SetItem(d, fk, fv) < 0) {
+                Py_XDECREF(fk);
+                Py_XDECREF(fv);
+                Py_DECREF(d);
+                return NULL;
+            }
+            Py_DECREF(fk);
+            Py_DECREF(fv);
+        }
+        r = PyDictProxy_New(d);
+        Py_DECREF(d);
+        return r;
+    }
+    else {
+        return PyErr_Format(PyExc_TypeError,
+                            "freeze: cannot freeze a %.100s (str, bytes, int, float, complex, "
+                            "tuple, list, frozenset, set and dict only)", tp->tp_name);
+    }
+    r = copy_eternal(items);
+    if (r == NULL && !PyErr_Occurred()) {
+        if (PyObject_Size(items) == 0) {
+            r = Py_NewRef(items);   /* empty: nothing to share, and () is immortal */
+        }
+        else {
+            PyErr_Format(PyExc_ValueError, "freeze: cannot place this %.50s in the sealed "
+                         "tier (tier full or sealed, or it holds a dict)", tp->tp_name);
+        }
+    }
+done:
+    Py_DECREF(items);
+    return r;
+}
+
+static PyObject *
+ep_freeze(PyObject *self, PyObject *o)
+{
+    if (region == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "eternal is not enabled");
+        return NULL;
+    }
+    return freeze_obj(o, 0);
+}
+
+static PyObject *
+ep_tier(PyObject *self, PyObject *o)
+{
+    if (region == NULL || !_Py_IsEternal(o)) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(eternal_tier_of(region, o) == ETERNAL_TIER_SEALED ? "sealed"
+                                                                                : "cow");
+}
+
+static PyObject *
+ep_trap_events(PyObject *self, PyObject *unused)
+{
+    struct eternal_trap_event ev[64];
+    PyObject *list = PyList_New(0);
+    char desc[128];
+    int n;
+
+    if (list == NULL || region == NULL) {
+        return list;
+    }
+    while ((n = eternal_trap_read(region, ev, 64)) > 0) {
+        for (int i = 0; i < n; i++) {
+            describe(&ev[i], desc, sizeof desc, NULL);
+            PyObject *d = Py_BuildValue("{s:K,s:i,s:s,s:K,s:K,s:i,s:i,s:s}",
+                                        "addr", (unsigned long long)ev[i].addr,
+                                        "tier", ev[i].tier,
+                                        "type", ev[i].tag < NTAGS ? tag_names[ev[i].tag] : "?",
+                                        "block_offset", (unsigned long long)ev[i].block_offset,
+                                        "pc", (unsigned long long)ev[i].pc,
+                                        "pid", ev[i].pid, "tid", ev[i].tid,
+                                        "what", desc);
+            if (d == NULL || PyList_Append(list, d) < 0) {
+                Py_XDECREF(d);
+                Py_DECREF(list);
+                return NULL;
+            }
+            Py_DECREF(d);
+        }
+    }
+    if (n < 0) {
+        Py_DECREF(list);
+        return raise_rc(n, "eternal_trap_read");
+    }
+    return list;
+}
+
+static PyMethodDef ep_methods[] = {
+    {"enable", ep_enable, METH_NOARGS,
+     "enable()\n--\n\nCreate the region and start the warm-up: strings interned and "
+     "objects unmarshalled from now on go into it."},
+    {"seal", (PyCFunction)(void (*)(void))ep_seal, METH_VARARGS | METH_KEYWORDS,
+     "seal(mode='strict', log=None, engine='auto')\n--\n\nEnd the warm-up; mode is off, "
+     "strict, trap or audit; log is a directory for the trap log."},
+    {"stats", ep_stats, METH_NOARGS, "stats()\n--\n\nRegion statistics as a dict."},
+    {"freeze", ep_freeze, METH_O,
+     "freeze(obj)\n--\n\nA deep copy of obj in the sealed tier (warm-up only)."},
+    {"tier", ep_tier, METH_O, "tier(obj)\n--\n\n'sealed', 'cow' or None."},
+    {"trap_events", ep_trap_events, METH_NOARGS,
+     "trap_events()\n--\n\nDrain the trapped writes recorded so far, as dicts."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot ep_slots[] = {
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {0, NULL},
+};
+
+static struct PyModuleDef ep_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_eternal_patched",
+    .m_doc = "libeternal linked into the interpreter (patched CPython).",
+    .m_methods = ep_methods,
+    .m_slots = ep_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__eternal_patched(void)
+{
+    return PyModuleDef_Init(&ep_module);
+}

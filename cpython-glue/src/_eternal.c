@@ -1,0 +1,1565 @@
+/* _eternal.c - the C half of the `eternal` package for stock CPython 3.12/3.13:
+ * allocator hook, capture window around unmarshalling, clean-up, freeze, seal. */
+#define PY_SSIZE_T_CLEAN
+#include "glue.h"
+#include "marshal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#if PY_VERSION_HEX < 0x030C0000 || PY_VERSION_HEX >= 0x030E0000
+#error "the eternal glue supports CPython 3.12 and 3.13 only"
+#endif
+
+eternal_region *glue_region;
+uintptr_t glue_lo, glue_span;
+uintptr_t glue_tier_lo[ETERNAL_NTIERS], glue_tier_hi[ETERNAL_NTIERS];
+
+static PyMemAllocatorEx prev_obj;      /* the allocator we wrap, forever */
+static int hook_installed;
+static volatile int capture_active;    /* a window is open ... */
+static pthread_t capture_owner;        /* ... on this thread */
+static int sealed;
+static PyObject *marshal_loads;        /* the real marshal.loads */
+
+static struct {
+	unsigned long long captures, capture_errors, passthrough, rejected;
+	unsigned long long fallback_blocks, fallback_bytes;
+	unsigned long long code_moved, code_moved_heap, interned_swaps;
+	unsigned long long orphans, strays, sealed_frees_ignored, freezes;
+} C;
+
+/* ------------------------------------------------------------------ */
+/* Pointer map (open addressing), kept in libc memory so that building
+ * it never allocates inside the window. */
+
+struct pmap {
+	uintptr_t *k, *v;
+	size_t cap, n;
+	int oom;
+};
+
+static size_t pmap_slot(const struct pmap *m, uintptr_t k)
+{
+	return (size_t)(((k >> 4) * 0x9E3779B97F4A7C15ull) >> 7) & (m->cap - 1);
+}
+
+static int pmap_grow(struct pmap *m)
+{
+	struct pmap n = { 0 };
+	n.cap = m->cap ? m->cap * 2 : 1024;
+	n.k = calloc(n.cap, sizeof(uintptr_t));
+	n.v = calloc(n.cap, sizeof(uintptr_t));
+	if (!n.k || !n.v) {
+		free(n.k);
+		free(n.v);
+		m->oom = 1;
+		return -1;
+	}
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->k[i])
+			continue;
+		size_t s = pmap_slot(&n, m->k[i]);
+		while (n.k[s])
+			s = (s + 1) & (n.cap - 1);
+		n.k[s] = m->k[i];
+		n.v[s] = m->v[i];
+	}
+	n.n = m->n;
+	free(m->k);
+	free(m->v);
+	*m = n;
+	return 0;
+}
+
+/* 1 inserted, 0 already present, -1 out of memory. */
+static int pmap_put(struct pmap *m, const void *key, uintptr_t v)
+{
+	uintptr_t k = (uintptr_t)key;
+	size_t s;
+
+	if ((m->n + 1) * 2 > m->cap && pmap_grow(m) < 0)
+		return -1;
+	s = pmap_slot(m, k);
+	while (m->k[s]) {
+		if (m->k[s] == k)
+			return 0;
+		s = (s + 1) & (m->cap - 1);
+	}
+	m->k[s] = k;
+	m->v[s] = v;
+	m->n++;
+	return 1;
+}
+
+static uintptr_t *pmap_get(const struct pmap *m, const void *key)
+{
+	uintptr_t k = (uintptr_t)key;
+	size_t s;
+
+	if (!m->cap)
+		return NULL;
+	s = pmap_slot(m, k);
+	while (m->k[s]) {
+		if (m->k[s] == k)
+			return &m->v[s];
+		s = (s + 1) & (m->cap - 1);
+	}
+	return NULL;
+}
+
+static void pmap_free(struct pmap *m)
+{
+	free(m->k);
+	free(m->v);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ------------------------------------------------------------------ */
+/* Allocator hook. Permanent once installed; outside a window it only
+ * range-checks frees and reallocs. */
+
+static void **alog;               /* region blocks handed out in this window */
+static size_t alog_n, alog_cap;
+
+static void alog_push(void *p)
+{
+	if (alog_n == alog_cap) {
+		size_t nc = alog_cap ? alog_cap * 2 : 4096;
+		void **n = realloc(alog, nc * sizeof(*n));
+		if (!n)
+			return; /* only the orphan/stray accounting loses it */
+		alog = n;
+		alog_cap = nc;
+	}
+	alog[alog_n++] = p;
+}
+
+static inline int capturing_here(void)
+{
+	return capture_active && pthread_equal(pthread_self(), capture_owner);
+}
+
+static void *region_alloc(size_t n)
+{
+	void *p;
+
+	if (eternal_alloc(glue_region, ETERNAL_TIER_SEALED, n ? n : 1, 0, TAG_NONE, &p) == 0) {
+		alog_push(p);
+		return p;
+	}
+	C.fallback_blocks++;
+	C.fallback_bytes += n;
+	return NULL;
+}
+
+static void *h_malloc(void *ctx, size_t n)
+{
+	(void)ctx;
+	if (capturing_here()) {
+		void *p = region_alloc(n);
+		if (p)
+			return p;
+	}
+	return prev_obj.malloc(prev_obj.ctx, n);
+}
+
+static void *h_calloc(void *ctx, size_t ne, size_t es)
+{
+	(void)ctx;
+	if (capturing_here()) {
+		void *p;
+		if (es && ne > SIZE_MAX / es)
+			return NULL;
+		p = region_alloc(ne * es); /* region memory comes zeroed */
+		if (p)
+			return p;
+	}
+	return prev_obj.calloc(prev_obj.ctx, ne, es);
+}
+
+static void region_free(void *p)
+{
+	if (sealed && glue_in_sealed(p)) {
+		C.sealed_frees_ignored++;
+		return;
+	}
+	(void)eternal_free(glue_region, p);
+}
+
+static void h_free(void *ctx, void *p)
+{
+	(void)ctx;
+	if (p && glue_in_region(p)) {
+		region_free(p);
+		return;
+	}
+	prev_obj.free(prev_obj.ctx, p);
+}
+
+static void *h_realloc(void *ctx, void *p, size_t n)
+{
+	if (p && glue_in_region(p)) {
+		struct eternal_block b;
+		void *q;
+		if (eternal_block_find(glue_region, p, &b) < 0 || b.start != p)
+			return NULL;
+		if (n && n <= b.size && !(sealed && glue_in_sealed(p)))
+			return p;
+		q = h_malloc(ctx, n);
+		if (!q)
+			return NULL;
+		memcpy(q, p, b.size < n ? b.size : n);
+		h_free(ctx, p);
+		return q;
+	}
+	if (!p && capturing_here())
+		return h_malloc(ctx, n);
+	return prev_obj.realloc(prev_obj.ctx, p, n);
+}
+
+static void install_hook(void)
+{
+	PyMemAllocatorEx mine = { NULL, h_malloc, h_calloc, h_realloc, h_free };
+
+	if (hook_installed)
+		return;
+	PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &prev_obj);
+	PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &mine);
+	hook_installed = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Clean-up of what a window produced. */
+
+static void immortalize(PyObject *o)
+{
+	o->ob_refcnt = _Py_IMMORTAL_REFCNT;
+}
+
+static void tag_obj(PyObject *o, int tag)
+{
+	void *start = glue_tag_is_gc(tag) ? (char *)o - GLUE_GC_HEAD : (void *)o;
+	(void)eternal_block_set_tag(glue_region, start, (uint8_t)tag);
+}
+
+typedef struct {
+	PyObject_HEAD
+	PyObject *mapping;
+} proxyobject; /* layout of CPython's mappingproxy */
+
+struct walk {
+	struct pmap seen;     /* object -> replacement (0 for none) */
+	PyObject **objs;      /* every object reached, region or not */
+	size_t n, cap;
+	int bad;              /* a region object we cannot make eternal */
+	const char *badtype;
+	int allow_mapping;    /* freeze(): dicts and mappingproxies are ours */
+};
+
+static void walk_push(struct walk *w, PyObject *o)
+{
+	if (w->n == w->cap) {
+		size_t nc = w->cap ? w->cap * 2 : 1024;
+		PyObject **n = realloc(w->objs, nc * sizeof(*n));
+		if (!n) {
+			w->bad = 1;
+			w->badtype = "(out of memory)";
+			return;
+		}
+		w->objs = n;
+		w->cap = nc;
+	}
+	w->objs[w->n++] = o;
+}
+
+static void walk(struct walk *w, PyObject *o, int in_set, int depth)
+{
+	PyTypeObject *t;
+	int r;
+
+	if (!o || w->bad)
+		return;
+	r = pmap_put(&w->seen, o, 0);
+	if (r < 0) {
+		w->bad = 1;
+		w->badtype = "(out of memory)";
+		return;
+	}
+	if (r == 0) {
+		if (in_set && PyCode_Check(o))
+			w->bad = 1, w->badtype = "code in a frozenset";
+		return;
+	}
+	if (depth > 20000) {
+		w->bad = 1;
+		w->badtype = "(too deep)";
+		return;
+	}
+	walk_push(w, o);
+	t = Py_TYPE(o);
+	if (t == &PyTuple_Type) {
+		for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++)
+			walk(w, PyTuple_GET_ITEM(o, i), in_set, depth + 1);
+	} else if (t == &PyFrozenSet_Type) {
+		Py_ssize_t pos = 0;
+		PyObject *k;
+		Py_hash_t h;
+		while (_PySet_NextEntry(o, &pos, &k, &h))
+			walk(w, k, 1, depth + 1);
+	} else if (t == &PyCode_Type) {
+		PyCodeObject *co = (PyCodeObject *)o;
+		if (in_set) {
+			w->bad = 1;
+			w->badtype = "code in a frozenset";
+			return;
+		}
+		walk(w, co->co_consts, 0, depth + 1);
+		walk(w, co->co_names, 0, depth + 1);
+		walk(w, co->co_exceptiontable, 0, depth + 1);
+		walk(w, co->co_localsplusnames, 0, depth + 1);
+		walk(w, co->co_localspluskinds, 0, depth + 1);
+		walk(w, co->co_filename, 0, depth + 1);
+		walk(w, co->co_name, 0, depth + 1);
+		walk(w, co->co_qualname, 0, depth + 1);
+		walk(w, co->co_linetable, 0, depth + 1);
+	} else if (t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyLong_Type ||
+		   t == &PyFloat_Type || t == &PyComplex_Type || t == &PyBool_Type) {
+		/* leaves */
+	} else if (w->allow_mapping && t == &PyDict_Type && glue_in_region(o)) {
+		Py_ssize_t pos = 0;
+		PyObject *k, *v;
+		while (PyDict_Next(o, &pos, &k, &v)) {
+			walk(w, k, 0, depth + 1);
+			walk(w, v, 0, depth + 1);
+		}
+	} else if (w->allow_mapping && t == &PyDictProxy_Type && glue_in_region(o)) {
+		walk(w, ((proxyobject *)o)->mapping, 0, depth + 1);
+	} else if (glue_in_region(o)) {
+		w->bad = 1;
+		w->badtype = t->tp_name;
+	}
+}
+
+static void untrack(PyObject *o)
+{
+	if (PyObject_GC_IsTracked(o))
+		PyObject_GC_UnTrack(o);
+}
+
+/* Make one region object eternal: hash and UTF-8 now, immortal, untracked. */
+static void process_leaf(struct walk *w, PyObject *o)
+{
+	PyTypeObject *t = Py_TYPE(o);
+
+	if (t == &PyUnicode_Type) {
+		glue_intern_immortal(o);
+		(void)PyObject_Hash(o);
+		if (!PyUnicode_IS_ASCII(o)) {
+			if (!PyUnicode_AsUTF8AndSize(o, NULL)) {
+				PyErr_Clear(); /* lone surrogates: no UTF-8 form */
+			} else {
+				void *u = ((PyCompactUnicodeObject *)o)->utf8;
+				if (u && glue_in_region(u)) {
+					(void)eternal_block_set_tag(glue_region, u, TAG_UTF8);
+					(void)pmap_put(&w->seen, u, 0);
+				}
+			}
+		}
+		immortalize(o);
+		tag_obj(o, TAG_STR);
+	} else if (t == &PyBytes_Type) {
+		(void)PyObject_Hash(o);
+		immortalize(o);
+		tag_obj(o, TAG_BYTES);
+	} else if (t == &PyLong_Type) {
+		immortalize(o);
+		tag_obj(o, TAG_INT);
+	} else if (t == &PyFloat_Type) {
+		immortalize(o);
+		tag_obj(o, TAG_FLOAT);
+	} else if (t == &PyComplex_Type) {
+		immortalize(o);
+		tag_obj(o, TAG_COMPLEX);
+	} else if (t == &PyTuple_Type) {
+		untrack(o);
+		immortalize(o);
+		tag_obj(o, TAG_TUPLE);
+	} else if (t == &PyFrozenSet_Type) {
+		if (PyObject_Hash(o) == -1)
+			PyErr_Clear();
+		untrack(o);
+		immortalize(o);
+		tag_obj(o, TAG_FROZENSET);
+	} else if (t == &PyDict_Type) {
+		void *keys = ((PyDictObject *)o)->ma_keys;
+		untrack(o);
+		immortalize(o);
+		tag_obj(o, TAG_DICT);
+		if (glue_in_region(keys)) {
+			(void)eternal_block_set_tag(glue_region, keys, TAG_DICTKEYS);
+			(void)pmap_put(&w->seen, keys, 0);
+		}
+	} else if (t == &PyDictProxy_Type) {
+		untrack(o);
+		immortalize(o);
+		tag_obj(o, TAG_PROXY);
+	}
+}
+
+/* Code objects are written by the interpreter (quickening, caches): move
+ * them from the sealed tier to the cow tier and patch the references. */
+static PyObject *move_code(struct walk *w, PyObject *root)
+{
+	PyObject **old = NULL;
+	size_t nold = 0;
+
+	for (size_t i = 0; i < w->n; i++) {
+		PyObject *o = w->objs[i], *nw;
+		struct eternal_block b;
+		void *p;
+
+		if (Py_TYPE(o) != &PyCode_Type || !glue_in_sealed(o))
+			continue;
+		if (eternal_block_find(glue_region, o, &b) < 0 || b.start != (void *)o)
+			continue;
+		if (eternal_alloc(glue_region, ETERNAL_TIER_COW, b.size, 0, TAG_CODE, &p) < 0) {
+			p = prev_obj.malloc(prev_obj.ctx, b.size);
+			if (!p)
+				continue; /* stays in the sealed tier: reported as code there */
+			C.code_moved_heap++;
+		} else {
+			C.code_moved++;
+		}
+		memcpy(p, o, b.size);
+		nw = (PyObject *)p;
+		immortalize(nw);
+		*pmap_get(&w->seen, o) = (uintptr_t)nw;
+		PyObject **n2 = realloc(old, (nold + 1) * sizeof(*old));
+		if (n2) {
+			old = n2;
+			old[nold++] = o;
+		}
+	}
+	if (!nold)
+		return root;
+	for (size_t i = 0; i < w->n; i++) {
+		PyObject *o = w->objs[i];
+		if (Py_TYPE(o) != &PyTuple_Type)
+			continue;
+		for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(o); j++) {
+			PyObject *it = PyTuple_GET_ITEM(o, j);
+			uintptr_t *r;
+			if (Py_TYPE(it) == &PyCode_Type && (r = pmap_get(&w->seen, it)) && *r)
+				PyTuple_SET_ITEM(o, j, (PyObject *)*r);
+		}
+	}
+	{
+		uintptr_t *r = pmap_get(&w->seen, root);
+		if (r && *r)
+			root = (PyObject *)*r;
+	}
+	/* The old copies are referenced by nobody now: release the blocks. */
+	for (size_t i = 0; i < nold; i++)
+		(void)eternal_free(glue_region, old[i]);
+	free(old);
+	return root;
+}
+
+/* Window open: make everything @root reaches eternal. Returns the new root
+ * (code may have moved), or NULL with *reject set if the result holds an
+ * object we cannot keep (the caller drops it and loads again outside). */
+static PyObject *finish(struct walk *w, PyObject *root, int *reject)
+{
+	walk(w, root, 0, 0);
+	if (w->bad) {
+		*reject = 1;
+		return NULL;
+	}
+	for (size_t i = 0; i < w->n; i++)
+		if (glue_in_region(w->objs[i]) && Py_TYPE(w->objs[i]) != &PyCode_Type)
+			process_leaf(w, w->objs[i]);
+	return move_code(w, root);
+}
+
+static int seen_block(struct walk *w, void *p)
+{
+	return pmap_get(&w->seen, p) || pmap_get(&w->seen, (char *)p + GLUE_GC_HEAD);
+}
+
+/* Window open: interned strings the result does not reach (a failed load,
+ * a deduplicated constant) still live in the interned dict. */
+static void orphans(struct walk *w)
+{
+	for (size_t i = 0; i < alog_n; i++) {
+		void *p = alog[i];
+		struct eternal_block b;
+		PyObject *o = p;
+
+		if (seen_block(w, p))
+			continue;
+		if (eternal_block_find(glue_region, p, &b) < 0 || b.start != p || b.tag)
+			continue;
+		if (b.size >= sizeof(PyASCIIObject) && Py_TYPE(o) == &PyUnicode_Type &&
+		    PyUnicode_CHECK_INTERNED(o)) {
+			(void)pmap_put(&w->seen, o, 0);
+			process_leaf(w, o);
+			C.orphans++;
+		}
+	}
+}
+
+/* Window closed: count the live blocks nobody accounted for. */
+static void strays(struct walk *w)
+{
+	for (size_t i = 0; i < alog_n; i++) {
+		void *p = alog[i];
+		struct eternal_block b;
+
+		if (seen_block(w, p))
+			continue;
+		if (eternal_block_find(glue_region, p, &b) < 0 || b.start != p || b.tag)
+			continue;
+		(void)eternal_block_set_tag(glue_region, p, TAG_STRAY);
+		C.strays++;
+	}
+}
+
+struct window {
+	int gc_was;
+	struct glue_freelists *fl;
+};
+
+static void window_open(struct window *win)
+{
+	win->gc_was = PyGC_Disable();
+	win->fl = glue_freelists_suspend();
+	alog_n = 0;
+	capture_owner = pthread_self();
+	capture_active = 1;
+}
+
+static void window_close(struct window *win, struct walk *w)
+{
+	capture_active = 0;
+	glue_freelists_resume(win->fl);
+	{
+		int r = glue_interned_fixup();
+		if (r > 0)
+			C.interned_swaps++;
+		else if (r < 0)
+			PyErr_Clear();
+	}
+	strays(w);
+	if (win->gc_was)
+		PyGC_Enable();
+}
+
+static PyObject *capture_load(const char *buf, Py_ssize_t len)
+{
+	struct window win;
+	struct walk w = { 0 };
+	PyObject *res;
+	int reject = 0;
+
+	C.captures++;
+	window_open(&win);
+	res = PyMarshal_ReadObjectFromString(buf, len);
+	if (!res) {
+		/* The exception was built in the region: drop it here and let
+		 * stock marshal raise its own twin outside the window. */
+		PyObject *exc = PyErr_GetRaisedException();
+		Py_XDECREF(exc);
+		C.capture_errors++;
+		reject = 1;
+	} else {
+		PyObject *r2 = finish(&w, res, &reject);
+		if (reject) {
+			Py_DECREF(res);
+			C.rejected++;
+		}
+		res = r2;
+	}
+	orphans(&w);
+	window_close(&win, &w);
+	pmap_free(&w.seen);
+	free(w.objs);
+	if (reject)
+		res = PyMarshal_ReadObjectFromString(buf, len);
+	return res;
+}
+
+static int capture_possible(void)
+{
+	return glue_region && !sealed && !capture_active && !PyErr_Occurred() &&
+	       !glue_audit_hooks_present();
+}
+
+PyDoc_STRVAR(loads_doc, "loads(bytes) -> object\n\nmarshal.loads with the capture window open "
+	     "(what the import shim calls).");
+
+static PyObject *g_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+	Py_buffer view;
+	PyObject *res;
+
+	(void)self;
+	if (nargs != 1 || (kwnames && PyTuple_GET_SIZE(kwnames)) || !capture_possible())
+		goto stock;
+	if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+		PyErr_Clear();
+		goto stock;
+	}
+	res = capture_load(view.buf, view.len);
+	PyBuffer_Release(&view);
+	return res;
+stock:
+	C.passthrough++;
+	return PyObject_Vectorcall(marshal_loads, args, (size_t)nargs, kwnames);
+}
+
+PyDoc_STRVAR(recapture_doc, "recapture(code) -> code\n\nRound-trip a freshly compiled code object "
+	     "through marshal inside the window, so source-compiled modules get the .pyc treatment.");
+
+static PyObject *g_recapture(PyObject *self, PyObject *code)
+{
+	PyObject *data, *res;
+
+	(void)self;
+	if (!PyCode_Check(code) || !capture_possible())
+		return Py_NewRef(code);
+	data = PyMarshal_WriteObjectToString(code, Py_MARSHAL_VERSION);
+	if (!data) {
+		PyErr_Clear();
+		return Py_NewRef(code);
+	}
+	res = capture_load(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+	Py_DECREF(data);
+	if (!res) {
+		PyErr_Clear();
+		return Py_NewRef(code);
+	}
+	return res;
+}
+
+PyDoc_STRVAR(compile_doc, "compile(source, path, optimize=-1) -> code or None\n\n"
+	     "compile(source, path, 'exec', dont_inherit=True) inside the capture window, so names the\n"
+	     "compiler interns are region copies. None: not captured (the caller compiles normally;\n"
+	     "errors and warnings then surface exactly as without the glue).");
+
+static PyObject *g_compile(PyObject *self, PyObject *args)
+{
+	PyObject *source, *path, *builtins, *fn, *cargs = NULL, *kw = NULL, *res = NULL;
+	int optimize = -1, reject = 0;
+	struct window win;
+	struct walk w = { 0 };
+
+	(void)self;
+	if (!PyArg_ParseTuple(args, "OO|i:compile", &source, &path, &optimize))
+		return NULL;
+	if (!capture_possible())
+		Py_RETURN_NONE;
+	builtins = PyEval_GetBuiltins();
+	fn = builtins ? PyDict_GetItemString(builtins, "compile") : NULL;
+	if (!fn)
+		Py_RETURN_NONE;
+	/* Arguments are built outside the window. */
+	cargs = Py_BuildValue("(OOs)", source, path, "exec");
+	kw = Py_BuildValue("{sOsi}", "dont_inherit", Py_True, "optimize", optimize);
+	if (!cargs || !kw)
+		goto out;
+	C.captures++;
+	window_open(&win);
+	res = PyObject_Call(fn, cargs, kw);
+	if (!res) {
+		PyObject *exc = PyErr_GetRaisedException();
+		Py_XDECREF(exc);
+		C.capture_errors++;
+		reject = 1;
+	} else {
+		PyObject *r2 = finish(&w, res, &reject);
+		if (reject) {
+			Py_DECREF(res);
+			C.rejected++;
+		}
+		res = r2;
+	}
+	orphans(&w);
+	window_close(&win, &w);
+	pmap_free(&w.seen);
+	free(w.objs);
+	if (reject)
+		res = Py_NewRef(Py_None);
+out:
+	Py_XDECREF(cargs);
+	Py_XDECREF(kw);
+	return res;
+}
+
+static PyObject *g_capture_possible(PyObject *self, PyObject *unused)
+{
+	(void)self;
+	(void)unused;
+	return PyBool_FromLong(capture_possible());
+}
+
+/* ------------------------------------------------------------------ */
+/* freeze() */
+
+enum { P_INDEX, P_KEY, P_KEYOF, P_ELEM };
+
+struct pathel {
+	int kind;
+	Py_ssize_t index;
+	PyObject *key; /* borrowed from the caller's object, alive throughout */
+};
+
+struct fz {
+	struct pmap memo;
+	struct pathel *path, *errpath;
+	size_t depth, cap, errdepth;
+	PyTypeObject *badtype; /* our TypeError: unsupported type */
+	int toodeep;
+};
+
+static int fz_push(struct fz *f, int kind, Py_ssize_t index, PyObject *key)
+{
+	if (f->depth == f->cap) {
+		size_t nc = f->cap ? f->cap * 2 : 64;
+		struct pathel *n = realloc(f->path, nc * sizeof(*n));
+		if (!n)
+			return -1;
+		f->path = n;
+		f->cap = nc;
+	}
+	f->path[f->depth++] = (struct pathel){ kind, index, key };
+	return 0;
+}
+
+static void fz_fail(struct fz *f, PyTypeObject *t, int toodeep)
+{
+	f->badtype = t;
+	f->toodeep = toodeep;
+	f->errpath = malloc((f->depth + 1) * sizeof(*f->errpath));
+	if (f->errpath) {
+		memcpy(f->errpath, f->path, f->depth * sizeof(*f->path));
+		f->errdepth = f->depth;
+	}
+}
+
+static PyObject *fz_copy(struct fz *f, PyObject *o)
+{
+	PyTypeObject *t = Py_TYPE(o);
+	uintptr_t *m;
+	PyObject *r;
+
+	if (o == Py_None || o == Py_True || o == Py_False || glue_in_sealed(o))
+		return Py_NewRef(o);
+	if ((m = pmap_get(&f->memo, o)))
+		return Py_NewRef((PyObject *)*m);
+	if (f->depth > 5000) {
+		fz_fail(f, t, 1);
+		return NULL;
+	}
+	if (t == &PyUnicode_Type) {
+		r = PyUnicode_FromKindAndData(PyUnicode_KIND(o), PyUnicode_DATA(o), PyUnicode_GET_LENGTH(o));
+	} else if (t == &PyBytes_Type) {
+		r = PyBytes_FromStringAndSize(PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o));
+	} else if (t == &PyLong_Type) {
+		r = _PyLong_Copy((PyLongObject *)o);
+	} else if (t == &PyFloat_Type) {
+		r = PyFloat_FromDouble(PyFloat_AS_DOUBLE(o));
+	} else if (t == &PyComplex_Type) {
+		r = PyComplex_FromCComplex(((PyComplexObject *)o)->cval);
+	} else if (t == &PyTuple_Type || t == &PyList_Type) {
+		Py_ssize_t n = Py_SIZE(o);
+		r = PyTuple_New(n);
+		if (!r)
+			return NULL;
+		if (n && pmap_put(&f->memo, o, (uintptr_t)r) < 0)
+			goto nomem;
+		for (Py_ssize_t i = 0; i < n; i++) {
+			PyObject *it = t == &PyTuple_Type ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i);
+			PyObject *c;
+			if (fz_push(f, P_INDEX, i, NULL) < 0)
+				goto nomem;
+			c = fz_copy(f, it);
+			f->depth--;
+			if (!c) {
+				Py_DECREF(r);
+				return NULL;
+			}
+			PyTuple_SET_ITEM(r, i, c);
+		}
+		return r;
+	} else if (t == &PyFrozenSet_Type) {
+		Py_ssize_t pos = 0, i = 0;
+		PyObject *k, *tmp;
+		Py_hash_t h;
+		tmp = PyTuple_New(PySet_GET_SIZE(o));
+		if (!tmp)
+			return NULL;
+		while (_PySet_NextEntry(o, &pos, &k, &h)) {
+			PyObject *c;
+			if (fz_push(f, P_ELEM, 0, k) < 0) {
+				Py_DECREF(tmp);
+				return PyErr_NoMemory();
+			}
+			c = fz_copy(f, k);
+			f->depth--;
+			if (!c) {
+				Py_DECREF(tmp);
+				return NULL;
+			}
+			PyTuple_SET_ITEM(tmp, i++, c);
+		}
+		r = PyFrozenSet_New(tmp);
+		Py_DECREF(tmp);
+	} else if (t == &PyDict_Type) {
+		Py_ssize_t pos = 0;
+		PyObject *k, *v, *d = PyDict_New();
+		if (!d)
+			return NULL;
+		r = PyDictProxy_New(d);
+		Py_DECREF(d);
+		if (!r)
+			return NULL;
+		if (pmap_put(&f->memo, o, (uintptr_t)r) < 0)
+			goto nomem;
+		while (PyDict_Next(o, &pos, &k, &v)) {
+			PyObject *ck, *cv;
+			int rc;
+			if (fz_push(f, P_KEYOF, 0, k) < 0)
+				goto nomem;
+			ck = fz_copy(f, k);
+			f->depth--;
+			if (!ck) {
+				Py_DECREF(r);
+				return NULL;
+			}
+			if (fz_push(f, P_KEY, 0, k) < 0) {
+				Py_DECREF(ck);
+				goto nomem;
+			}
+			cv = fz_copy(f, v);
+			f->depth--;
+			if (!cv) {
+				Py_DECREF(ck);
+				Py_DECREF(r);
+				return NULL;
+			}
+			rc = PyDict_SetItem(d, ck, cv);
+			Py_DECREF(ck);
+			Py_DECREF(cv);
+			if (rc < 0) {
+				Py_DECREF(r);
+				return NULL;
+			}
+		}
+		return r;
+	} else {
+		fz_fail(f, t, 0);
+		return NULL;
+	}
+	if (r && pmap_put(&f->memo, o, (uintptr_t)r) < 0) {
+		Py_DECREF(r);
+		return PyErr_NoMemory();
+	}
+	return r;
+nomem:
+	Py_DECREF(r);
+	return PyErr_NoMemory();
+}
+
+/* "root['a'][3]": built after the window closed, from borrowed keys. */
+static PyObject *fz_path(struct fz *f)
+{
+	PyObject *s = PyUnicode_FromString("root");
+
+	for (size_t i = 0; s && i < f->errdepth; i++) {
+		struct pathel *e = &f->errpath[i];
+		PyObject *piece = NULL;
+		if (e->kind == P_INDEX)
+			piece = PyUnicode_FromFormat("[%zd]", e->index);
+		else if (e->kind == P_KEY)
+			piece = PyUnicode_FromFormat("[%R]", e->key);
+		else if (e->kind == P_KEYOF)
+			piece = PyUnicode_FromFormat(".keys()<%R>", e->key);
+		else
+			piece = PyUnicode_FromFormat(".<element %R>", e->key);
+		if (!piece) {
+			Py_CLEAR(s);
+			break;
+		}
+		PyUnicode_Append(&s, piece);
+		Py_DECREF(piece);
+	}
+	return s;
+}
+
+PyDoc_STRVAR(freeze_doc, "freeze(obj) -> copy\n\nDeep-copy immutable data into the sealed tier.");
+
+static PyObject *g_freeze(PyObject *self, PyObject *obj)
+{
+	struct window win;
+	struct walk w = { .allow_mapping = 1 };
+	struct fz f = { 0 };
+	PyObject *res, *exc = NULL, *exc_type = NULL;
+	char *msg = NULL;
+	int reject = 0;
+
+	(void)self;
+	if (!glue_region) {
+		PyErr_SetString(PyExc_RuntimeError, "eternal.freeze(): call eternal.enable() first");
+		return NULL;
+	}
+	if (sealed) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"eternal.freeze(): the region is sealed; freeze during warm-up, before seal()");
+		return NULL;
+	}
+	if (capture_active) {
+		PyErr_SetString(PyExc_RuntimeError, "eternal.freeze(): re-entered from a capture window");
+		return NULL;
+	}
+	C.freezes++;
+	window_open(&win);
+	res = fz_copy(&f, obj);
+	if (res) {
+		PyObject *r2 = finish(&w, res, &reject);
+		if (reject) {
+			Py_DECREF(res);
+			res = NULL;
+		} else {
+			res = r2;
+		}
+	} else if (PyErr_Occurred()) {
+		/* Built in the region: keep its type and text, drop the object. */
+		exc = PyErr_GetRaisedException();
+		exc_type = Py_NewRef((PyObject *)Py_TYPE(exc));
+		PyObject *s = PyObject_Str(exc);
+		const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
+		if (!u)
+			PyErr_Clear();
+		msg = strdup(u ? u : "");
+		Py_XDECREF(s);
+		Py_CLEAR(exc);
+	}
+	orphans(&w);
+	window_close(&win, &w);
+	pmap_free(&w.seen);
+	free(w.objs);
+	pmap_free(&f.memo);
+	free(f.path);
+	if (!res) {
+		if (exc_type) {
+			PyErr_SetString(exc_type, msg ? msg : "");
+		} else if (reject) {
+			PyErr_Format(PyExc_SystemError, "eternal.freeze(): copy holds a %s", w.badtype);
+		} else {
+			PyObject *path = fz_path(&f);
+			if (path && f.toodeep)
+				PyErr_Format(PyExc_ValueError, "eternal.freeze(): nesting too deep at %U", path);
+			else if (path)
+				PyErr_Format(PyExc_TypeError,
+					     "eternal.freeze(): cannot freeze object of type '%s' at %U (supported: "
+					     "str, bytes, int, float, complex, bool, None, tuple, frozenset, list, dict)",
+					     f.badtype ? f.badtype->tp_name : "?", path);
+			Py_XDECREF(path);
+		}
+	}
+	Py_XDECREF(exc_type);
+	free(msg);
+	free(f.errpath);
+	return res;
+}
+
+/* ------------------------------------------------------------------ */
+/* enable(), seal() and friends */
+
+static int parse_mode(const char *s)
+{
+	static const char *names[] = { "off", "strict", "trap", "audit" };
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	return -1;
+}
+
+static int parse_engine(const char *s)
+{
+	static const char *names[] = { "auto", "precise", "thread", "mprotect" };
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	return -1;
+}
+
+PyDoc_STRVAR(enable_doc, "enable(sealed_reserve=0, cow_reserve=0, grow_step=0)\n\n"
+	     "Create the region and install the allocator hook (once per process).");
+
+static PyObject *g_enable(PyObject *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "sealed_reserve", "cow_reserve", "grow_step", NULL };
+	Py_ssize_t sres = 0, cres = 0, step = 0;
+	struct eternal_region_opts o = { .sz = sizeof(o), .name = "eternal-py" };
+	PyObject *marshal;
+	int rc;
+
+	(void)self;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|nnn:enable", kwlist, &sres, &cres, &step))
+		return NULL;
+	if (glue_region) {
+		PyErr_SetString(PyExc_RuntimeError, "eternal is already enabled in this process "
+				"(by ETERNAL=1 or an earlier eternal.enable())");
+		return NULL;
+	}
+	if (sres < 0 || cres < 0 || step < 0) {
+		PyErr_SetString(PyExc_ValueError, "sizes must be >= 0");
+		return NULL;
+	}
+	marshal = PyImport_ImportModule("marshal");
+	if (!marshal)
+		return NULL;
+	Py_XSETREF(marshal_loads, PyObject_GetAttrString(marshal, "loads"));
+	Py_DECREF(marshal);
+	if (!marshal_loads)
+		return NULL;
+	o.sealed_reserve = (size_t)sres;
+	o.cow_reserve = (size_t)cres;
+	o.grow_step = (size_t)step;
+	rc = eternal_region_create(&o, &glue_region);
+	if (rc < 0) {
+		glue_region = NULL;
+		errno = -rc;
+		return PyErr_SetFromErrnoWithFilename(PyExc_OSError, "eternal_region_create");
+	}
+	for (int t = 0; t < ETERNAL_NTIERS; t++)
+		eternal_tier_bounds(glue_region, (enum eternal_tier)t, &glue_tier_lo[t], &glue_tier_hi[t]);
+	glue_lo = glue_tier_lo[0] < glue_tier_lo[1] ? glue_tier_lo[0] : glue_tier_lo[1];
+	glue_span = (glue_tier_hi[0] > glue_tier_hi[1] ? glue_tier_hi[0] : glue_tier_hi[1]) - glue_lo;
+	install_hook();
+	Py_RETURN_NONE;
+}
+
+/* Strict mode: a stray write into the sealed tier is SIGSEGV. Say which
+ * object and field before the process dies (then fall through to the
+ * previous handler, e.g. faulthandler, or the default action). */
+static struct sigaction old_segv;
+static int segv_installed;
+
+static void segv_handler(int sig, siginfo_t *si, void *ucv)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+
+	if (si->si_code > 0 && glue_region && glue_in_sealed((void *)a)) {
+		struct glue_desc d;
+		char buf[768];
+		const char *sym = "?";
+		uintptr_t pc = 0;
+		Dl_info di;
+		int n;
+#if defined(__x86_64__)
+		pc = (uintptr_t)((ucontext_t *)ucv)->uc_mcontext.gregs[REG_RIP];
+#endif
+		glue_describe_addr(a, &d);
+		if (pc && dladdr((void *)pc, &di) && di.dli_sname)
+			sym = di.dli_sname;
+		n = snprintf(buf, sizeof(buf),
+			     "eternal: strict mode: write to the sealed tier at 0x%lx: %s object %s%s%s field %s "
+			     "(offset %ld) by %s (pc 0x%lx)%s%s\n",
+			     (unsigned long)a, d.type, d.repr, d.code[0] ? " " : "", d.code, d.field,
+			     d.field_offset, sym, (unsigned long)pc,
+			     !strcmp(d.field, "ob_refcnt") ? "; an extension built for an older CPython "
+			     "(pre-3.12 headers or limited API) is writing reference counts" : "", "");
+		if (n > 0)
+			(void)!write(2, buf, (size_t)(n < (int)sizeof(buf) ? n : (int)sizeof(buf) - 1));
+	}
+	(void)ucv;
+	sigaction(sig, &old_segv, NULL);
+	if (old_segv.sa_handler == SIG_IGN)
+		signal(sig, SIG_DFL);
+	/* Returning re-runs the store, which now reaches the previous handler. */
+}
+
+static void install_segv(void)
+{
+	struct sigaction sa;
+
+	if (segv_installed)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = segv_handler;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, &old_segv) == 0)
+		segv_installed = 1;
+}
+
+PyDoc_STRVAR(seal_doc, "seal(mode='strict', log=None, engine='auto', trap_cow=True)\n\n"
+	     "End warm-up: seal the sealed tier as @mode says.");
+
+static PyObject *g_seal(PyObject *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "mode", "log", "engine", "trap_cow", NULL };
+	const char *mode_s = "strict", *log = NULL, *engine_s = "auto";
+	int trap_cow = 1, mode, engine, rc;
+	struct eternal_trap_opts o = { .sz = sizeof(o) };
+
+	(void)self;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|szsp:seal", kwlist, &mode_s, &log, &engine_s, &trap_cow))
+		return NULL;
+	mode = parse_mode(mode_s);
+	if (mode < 0) {
+		PyErr_Format(PyExc_ValueError, "unknown mode %R (strict, trap, audit or off)",
+			     PyTuple_GET_SIZE(args) ? PyTuple_GET_ITEM(args, 0) : Py_None);
+		return NULL;
+	}
+	engine = parse_engine(engine_s);
+	if (engine < 0) {
+		PyErr_Format(PyExc_ValueError, "unknown engine '%s' (auto, precise, thread or mprotect)", engine_s);
+		return NULL;
+	}
+	if (!glue_region) {
+		PyErr_SetString(PyExc_RuntimeError, "eternal.seal(): call eternal.enable() first");
+		return NULL;
+	}
+	if (sealed) {
+		PyErr_SetString(PyExc_RuntimeError, "eternal.seal(): already sealed");
+		return NULL;
+	}
+	/* Whatever a free list or a cycle still holds, let go of it now. */
+	PyGC_Collect();
+	o.engine = (enum eternal_trap_engine)engine;
+	o.flags = trap_cow ? ETERNAL_TRAP_COW_TIER : 0;
+	o.log_dir = log;
+	o.describe = glue_describe_cb;
+	rc = eternal_seal(glue_region, (enum eternal_mode)mode, &o);
+	if (rc < 0) {
+		if (rc == -EOPNOTSUPP)
+			PyErr_Format(PyExc_OSError, "eternal.seal(mode='%s'): not available here (the library "
+				     "lacks this trap engine or the kernel refuses it)", mode_s);
+		else
+			PyErr_Format(PyExc_OSError, "eternal.seal(mode='%s'): %s", mode_s, strerror(-rc));
+		return NULL;
+	}
+	sealed = 1;
+	{
+		struct eternal_stats st = { .sz = sizeof(st) };
+		if (eternal_stats_get(glue_region, &st) == 0 && st.mode == ETERNAL_MODE_STRICT)
+			install_segv();
+	}
+	Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(exit_remap_doc, "exit_remap() -> bool\n\nAt exit: map the sealed tier private and "
+	     "writable, so finalization (3.13 clears interned-string state) writes harmlessly.");
+
+static PyObject *g_exit_remap(PyObject *self, PyObject *unused)
+{
+	struct eternal_stats st = { .sz = sizeof(st) };
+	int fd;
+
+	(void)self;
+	(void)unused;
+	if (!glue_region || !sealed || eternal_stats_get(glue_region, &st) < 0)
+		Py_RETURN_FALSE;
+	fd = eternal_tier_fd(glue_region, ETERNAL_TIER_SEALED);
+	if (fd < 0 || !st.tier[0].committed)
+		Py_RETURN_FALSE;
+	if (mmap((void *)glue_tier_lo[0], st.tier[0].committed, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED)
+		Py_RETURN_FALSE;
+	Py_RETURN_TRUE;
+}
+
+static int dict_set_ull(PyObject *d, const char *k, unsigned long long v)
+{
+	PyObject *o = PyLong_FromUnsignedLongLong(v);
+	int rc = o ? PyDict_SetItemString(d, k, o) : -1;
+	Py_XDECREF(o);
+	return rc;
+}
+
+static int dict_set_str(PyObject *d, const char *k, const char *v)
+{
+	PyObject *o = PyUnicode_FromString(v);
+	int rc = o ? PyDict_SetItemString(d, k, o) : -1;
+	Py_XDECREF(o);
+	return rc;
+}
+
+PyDoc_STRVAR(stats_doc, "stats() -> dict");
+
+static PyObject *g_stats(PyObject *self, PyObject *unused)
+{
+	struct eternal_stats *st;
+	PyObject *d = PyDict_New(), *objs = NULL, *bytes = NULL, *tiers = NULL;
+	static const char *tier_names[] = { "sealed", "cow" };
+
+	(void)self;
+	(void)unused;
+	if (!d)
+		return NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		goto nomem;
+	st->sz = sizeof(*st);
+	if (PyDict_SetItemString(d, "enabled", glue_region ? Py_True : Py_False) < 0 ||
+	    PyDict_SetItemString(d, "sealed", sealed ? Py_True : Py_False) < 0)
+		goto err;
+	if (glue_region && eternal_stats_get(glue_region, st) < 0)
+		memset(st, 0, sizeof(*st));
+	dict_set_str(d, "mode", !glue_region ? "none" : !sealed ? "warmup" : eternal_mode_name(st->mode));
+	dict_set_str(d, "engine", sealed && st->mode == ETERNAL_MODE_TRAP ? eternal_engine_name(st->engine) : "");
+	dict_set_ull(d, "sealed_bytes", st->tier[0].used);
+	dict_set_ull(d, "cow_bytes", st->tier[1].used);
+	dict_set_ull(d, "sealed_committed", st->tier[0].committed);
+	dict_set_ull(d, "cow_committed", st->tier[1].committed);
+	dict_set_ull(d, "sealed_blocks", st->tier[0].blocks);
+	dict_set_ull(d, "cow_blocks", st->tier[1].blocks);
+	dict_set_ull(d, "alloc_failures", st->tier[0].alloc_failures + st->tier[1].alloc_failures);
+	dict_set_ull(d, "trap_writes_sealed", st->trap_writes[0]);
+	dict_set_ull(d, "trap_writes_cow", st->trap_writes[1]);
+	dict_set_ull(d, "trap_dropped", st->trap_dropped);
+	dict_set_ull(d, "fallback", C.fallback_blocks);
+	dict_set_ull(d, "fallback_bytes", C.fallback_bytes);
+	dict_set_ull(d, "captures", C.captures);
+	dict_set_ull(d, "capture_errors", C.capture_errors);
+	dict_set_ull(d, "passthrough", C.passthrough);
+	dict_set_ull(d, "rejected", C.rejected);
+	dict_set_ull(d, "code_moved", C.code_moved);
+	dict_set_ull(d, "code_moved_heap", C.code_moved_heap);
+	dict_set_ull(d, "interned_swaps", C.interned_swaps);
+	dict_set_ull(d, "orphans", C.orphans);
+	dict_set_ull(d, "stray_blocks", C.strays);
+	dict_set_ull(d, "sealed_frees_ignored", C.sealed_frees_ignored);
+	dict_set_ull(d, "freezes", C.freezes);
+	if (PyErr_Occurred())
+		goto err;
+	objs = PyDict_New();
+	bytes = PyDict_New();
+	tiers = PyDict_New();
+	if (!objs || !bytes || !tiers)
+		goto err;
+	for (int t = 0; t < ETERNAL_NTIERS; t++) {
+		PyObject *td = PyDict_New();
+		if (!td || PyDict_SetItemString(tiers, tier_names[t], td) < 0) {
+			Py_XDECREF(td);
+			goto err;
+		}
+		Py_DECREF(td);
+		for (int g = 0; g < 256; g++) {
+			uint64_t nb = st->tag_blocks[t][g], by = st->tag_bytes[t][g];
+			const char *name = g < TAG_MAX ? glue_tag_names[g] : "other";
+			PyObject *e;
+			if (!nb)
+				continue;
+			e = Py_BuildValue("{sKsK}", "objects", (unsigned long long)nb, "bytes", (unsigned long long)by);
+			if (!e || PyDict_SetItemString(td, name, e) < 0) {
+				Py_XDECREF(e);
+				goto err;
+			}
+			Py_DECREF(e);
+			for (int which = 0; which < 2; which++) {
+				PyObject *acc = which ? bytes : objs, *cur = PyDict_GetItemString(acc, name);
+				unsigned long long v = (which ? by : nb) + (cur ? PyLong_AsUnsignedLongLong(cur) : 0);
+				if (dict_set_ull(acc, name, v) < 0)
+					goto err;
+			}
+		}
+	}
+	if (PyDict_SetItemString(d, "objects_by_type", objs) < 0 ||
+	    PyDict_SetItemString(d, "bytes_by_type", bytes) < 0 ||
+	    PyDict_SetItemString(d, "by_tier", tiers) < 0)
+		goto err;
+	Py_DECREF(objs);
+	Py_DECREF(bytes);
+	Py_DECREF(tiers);
+	free(st);
+	return d;
+nomem:
+	PyErr_NoMemory();
+err:
+	free(st);
+	Py_XDECREF(objs);
+	Py_XDECREF(bytes);
+	Py_XDECREF(tiers);
+	Py_DECREF(d);
+	return NULL;
+}
+
+static PyObject *desc_dict(uintptr_t addr)
+{
+	struct glue_desc d;
+	glue_describe_addr(addr, &d);
+	return Py_BuildValue("{sssssssssksl}", "type", d.type, "field", d.field, "repr", d.repr,
+			     "code", d.code, "object", (unsigned long)d.object, "field_offset", d.field_offset);
+}
+
+PyDoc_STRVAR(describe_doc, "describe(addr) -> dict\n\nName the object and field at a region address.");
+
+static PyObject *g_describe(PyObject *self, PyObject *arg)
+{
+	unsigned long long a = PyLong_AsUnsignedLongLong(arg);
+
+	(void)self;
+	if (a == (unsigned long long)-1 && PyErr_Occurred())
+		return NULL;
+	return desc_dict((uintptr_t)a);
+}
+
+static PyObject *symbol_of(uint64_t pc)
+{
+	char buf[512];
+	int n;
+
+	if (!pc)
+		Py_RETURN_NONE;
+	n = eternal_symbolize(pc, buf, sizeof(buf));
+	if (n < 0) {
+		Dl_info di;
+		if (dladdr((void *)(uintptr_t)pc, &di) && di.dli_sname)
+			return PyUnicode_FromFormat("%s+0x%lx (%s)", di.dli_sname,
+						    (unsigned long)(pc - (uintptr_t)di.dli_saddr),
+						    di.dli_fname ? di.dli_fname : "?");
+		return PyUnicode_FromFormat("0x%lx", (unsigned long)pc);
+	}
+	return PyUnicode_FromString(buf);
+}
+
+PyDoc_STRVAR(symbolize_doc, "symbolize(pc) -> str or None");
+
+static PyObject *g_symbolize(PyObject *self, PyObject *arg)
+{
+	unsigned long long a = PyLong_AsUnsignedLongLong(arg);
+
+	(void)self;
+	if (a == (unsigned long long)-1 && PyErr_Occurred())
+		return NULL;
+	return symbol_of(a);
+}
+
+PyDoc_STRVAR(trap_read_doc, "trap_read(max=4096) -> list of dict\n\nDrain trapped writes, in Python terms.");
+
+static PyObject *g_trap_read(PyObject *self, PyObject *args)
+{
+	Py_ssize_t max = 4096;
+	struct eternal_trap_event ev[64];
+	PyObject *out;
+
+	(void)self;
+	if (!PyArg_ParseTuple(args, "|n:trap_read", &max))
+		return NULL;
+	out = PyList_New(0);
+	if (!out || !glue_region)
+		return out;
+	while (PyList_GET_SIZE(out) < max) {
+		size_t cap = (size_t)(max - PyList_GET_SIZE(out));
+		int n = eternal_trap_read(glue_region, ev, cap < 64 ? cap : 64);
+		if (n == -EOPNOTSUPP || n == 0)
+			break;
+		if (n < 0) {
+			Py_DECREF(out);
+			errno = -n;
+			return PyErr_SetFromErrno(PyExc_OSError);
+		}
+		for (int i = 0; i < n; i++) {
+			struct eternal_trap_event *e = &ev[i];
+			PyObject *rec = desc_dict((uintptr_t)e->addr), *frames, *v;
+			if (!rec)
+				goto fail;
+			frames = PyList_New(0);
+			for (uint32_t f = 0; frames && f < e->nframes && f < ETERNAL_TRAP_MAX_FRAMES; f++) {
+				PyObject *s = symbol_of(e->frames[f]);
+				if (!s || PyList_Append(frames, s) < 0)
+					Py_CLEAR(frames);
+				Py_XDECREF(s);
+			}
+			v = symbol_of(e->pc);
+			if (!frames || !v ||
+			    PyDict_SetItemString(rec, "frames", frames) < 0 ||
+			    PyDict_SetItemString(rec, "writer", v) < 0) {
+				Py_XDECREF(frames);
+				Py_XDECREF(v);
+				Py_DECREF(rec);
+				goto fail;
+			}
+			Py_DECREF(frames);
+			Py_DECREF(v);
+			dict_set_ull(rec, "seq", e->seq);
+			dict_set_ull(rec, "time_ns", e->time_ns);
+			dict_set_ull(rec, "pid", (unsigned long long)e->pid);
+			dict_set_ull(rec, "tid", (unsigned long long)e->tid);
+			dict_set_ull(rec, "address", e->addr);
+			dict_set_ull(rec, "pc", e->pc);
+			dict_set_ull(rec, "kernel", e->kernel);
+			dict_set_str(rec, "tier", e->tier == ETERNAL_TIER_SEALED ? "sealed"
+					 : e->tier == ETERNAL_TIER_COW ? "cow" : "none");
+			dict_set_str(rec, "engine", eternal_engine_name((enum eternal_trap_engine)e->engine));
+			if (PyErr_Occurred() || PyList_Append(out, rec) < 0) {
+				Py_DECREF(rec);
+				goto fail;
+			}
+			Py_DECREF(rec);
+		}
+	}
+	return out;
+fail:
+	Py_DECREF(out);
+	return NULL;
+}
+
+PyDoc_STRVAR(audit_scan_doc, "audit_scan(reprotect=False) -> list of dict\n\nAudit mode: pages written since the last scan.");
+
+static PyObject *g_audit_scan(PyObject *self, PyObject *args)
+{
+	int reprotect = 0, n;
+	struct eternal_dirty_page *pg;
+	PyObject *out;
+
+	(void)self;
+	if (!PyArg_ParseTuple(args, "|p:audit_scan", &reprotect))
+		return NULL;
+	if (!glue_region) {
+		PyErr_SetString(PyExc_RuntimeError, "not enabled");
+		return NULL;
+	}
+	pg = calloc(65536, sizeof(*pg));
+	if (!pg)
+		return PyErr_NoMemory();
+	n = eternal_audit_scan(glue_region, reprotect ? ETERNAL_AUDIT_REPROTECT : 0, pg, 65536);
+	if (n < 0) {
+		free(pg);
+		errno = -n;
+		return PyErr_SetFromErrnoWithFilename(PyExc_OSError, "eternal_audit_scan");
+	}
+	out = PyList_New(0);
+	for (int i = 0; out && i < n; i++) {
+		PyObject *e = Py_BuildValue("{sKsssI}", "address", (unsigned long long)pg[i].addr, "tier",
+					    pg[i].tier == 0 ? "sealed" : "cow", "blocks", pg[i].blocks);
+		if (!e || PyList_Append(out, e) < 0)
+			Py_CLEAR(out);
+		Py_XDECREF(e);
+	}
+	free(pg);
+	return out;
+}
+
+PyDoc_STRVAR(tier_of_doc, "tier_of(obj) -> 'sealed' | 'cow' | None");
+
+static PyObject *g_tier_of(PyObject *self, PyObject *o)
+{
+	(void)self;
+	if (!glue_region)
+		Py_RETURN_NONE;
+	switch (eternal_tier_of(glue_region, o)) {
+	case ETERNAL_TIER_SEALED:
+		return PyUnicode_FromString("sealed");
+	case ETERNAL_TIER_COW:
+		return PyUnicode_FromString("cow");
+	default:
+		Py_RETURN_NONE;
+	}
+}
+
+PyDoc_STRVAR(bounds_doc, "bounds() -> ((sealed_lo, sealed_hi), (cow_lo, cow_hi)) or None");
+
+static PyObject *g_bounds(PyObject *self, PyObject *unused)
+{
+	(void)self;
+	(void)unused;
+	if (!glue_region)
+		Py_RETURN_NONE;
+	return Py_BuildValue("((kk)(kk))", (unsigned long)glue_tier_lo[0], (unsigned long)glue_tier_hi[0],
+			     (unsigned long)glue_tier_lo[1], (unsigned long)glue_tier_hi[1]);
+}
+
+/* Test helper: what Py_INCREF compiled with CPython 3.11 headers does. Kept
+ * out of line so the trap log names this symbol as the writer. */
+__attribute__((noinline)) void eternal_glue_old_abi_incref(PyObject *o)
+{
+	*(volatile Py_ssize_t *)&o->ob_refcnt += 1;
+}
+
+static PyObject *g_old_abi_incref(PyObject *self, PyObject *o)
+{
+	(void)self;
+	eternal_glue_old_abi_incref(o);
+	Py_RETURN_NONE;
+}
+
+static PyObject *g_is_enabled(PyObject *self, PyObject *unused)
+{
+	(void)self;
+	(void)unused;
+	return PyBool_FromLong(glue_region != NULL);
+}
+
+static PyObject *g_is_sealed(PyObject *self, PyObject *unused)
+{
+	(void)self;
+	(void)unused;
+	return PyBool_FromLong(sealed);
+}
+
+static PyMethodDef methods[] = {
+	{ "enable", (PyCFunction)(void (*)(void))g_enable, METH_VARARGS | METH_KEYWORDS, enable_doc },
+	{ "seal", (PyCFunction)(void (*)(void))g_seal, METH_VARARGS | METH_KEYWORDS, seal_doc },
+	{ "loads", (PyCFunction)(void (*)(void))g_loads, METH_FASTCALL | METH_KEYWORDS, loads_doc },
+	{ "recapture", g_recapture, METH_O, recapture_doc },
+	{ "compile", g_compile, METH_VARARGS, compile_doc },
+	{ "capture_possible", g_capture_possible, METH_NOARGS, NULL },
+	{ "freeze", g_freeze, METH_O, freeze_doc },
+	{ "stats", g_stats, METH_NOARGS, stats_doc },
+	{ "describe", g_describe, METH_O, describe_doc },
+	{ "symbolize", g_symbolize, METH_O, symbolize_doc },
+	{ "trap_read", g_trap_read, METH_VARARGS, trap_read_doc },
+	{ "audit_scan", g_audit_scan, METH_VARARGS, audit_scan_doc },
+	{ "tier_of", g_tier_of, METH_O, tier_of_doc },
+	{ "bounds", g_bounds, METH_NOARGS, bounds_doc },
+	{ "exit_remap", g_exit_remap, METH_NOARGS, exit_remap_doc },
+	{ "is_enabled", g_is_enabled, METH_NOARGS, NULL },
+	{ "is_sealed", g_is_sealed, METH_NOARGS, NULL },
+	{ "_old_abi_incref", g_old_abi_incref, METH_O, "emulate a pre-3.12 Py_INCREF (tests)" },
+	{ NULL, NULL, 0, NULL },
+};
+
+static int exec_module(PyObject *m)
+{
+	/* The ABI tag already pins major.minor; refuse a mismatch anyway. */
+	if ((Py_Version >> 16) != (PY_VERSION_HEX >> 16)) {
+		PyErr_Format(PyExc_ImportError, "_eternal was built for CPython %d.%d",
+			     PY_MAJOR_VERSION, PY_MINOR_VERSION);
+		return -1;
+	}
+	if (PyModule_AddStringConstant(m, "library_version", eternal_version()) < 0 ||
+	    PyModule_AddStringConstant(m, "built_for", PY_VERSION) < 0)
+		return -1;
+	return 0;
+}
+
+static PyModuleDef_Slot slots[] = {
+	{ Py_mod_exec, exec_module },
+	{ Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED },
+	{ 0, NULL },
+};
+
+static struct PyModuleDef moddef = {
+	PyModuleDef_HEAD_INIT, "_eternal",
+	"Allocator hook, capture window and region for the eternal package.",
+	0, methods, slots, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__eternal(void)
+{
+	return PyModuleDef_Init(&moddef);
+}
