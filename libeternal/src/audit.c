@@ -11,27 +11,40 @@
 
 #define SCAN_VEC 256
 
+/* The block found running into the last page looked at: pages are visited
+ * in address order, so a large block is looked up once, not once per page
+ * (a lookup walks the start map back to the block's start). */
+struct span_cache {
+	uintptr_t start, end;
+};
+
 /* Live blocks overlapping [pg, pg + psz): block starts inside the page (one
  * bit per granule in the start map) plus the block that runs into it. */
-static uint32_t blocks_on_page(const struct eternal_region *r, int k, uintptr_t pg, size_t psz)
+static uint32_t blocks_on_page(const struct eternal_region *r, int k, uintptr_t pg, size_t psz,
+			       struct span_cache *c)
 {
 	const struct tier *t = &r->tier[k];
+	size_t g0 = (pg - t->base) >> GRANULE_SHIFT, g1 = g0 + (psz >> GRANULE_SHIFT);
 	uint32_t n = 0;
-	if (t->starts) {
-		size_t g0 = (pg - t->base) >> GRANULE_SHIFT, g1 = g0 + (psz >> GRANULE_SHIFT);
-		for (size_t g = g0; g < g1;) {
-			if ((g & 63) == 0 && g + 64 <= g1) {
-				n += (uint32_t)__builtin_popcountll(t->starts[g >> 6]);
-				g += 64;
-			} else {
-				n += (t->starts[g >> 6] >> (g & 63)) & 1;
-				g++;
-			}
+	for (size_t g = g0; g < g1;) {
+		if ((g & 63) == 0 && g + 64 <= g1) {
+			n += (uint32_t)__builtin_popcountll(t->starts[g >> 6]);
+			g += 64;
+		} else {
+			n += (t->starts[g >> 6] >> (g & 63)) & 1;
+			g++;
 		}
 	}
+	if ((t->starts[g0 >> 6] >> (g0 & 63)) & 1)
+		return n; /* a block starts right at the page: nothing runs into it */
+	if (pg >= c->start && pg < c->end)
+		return n + 1;
 	struct eternal_block b;
-	if (eternal_block_find(r, (const void *)pg, &b) == 0 && (uintptr_t)b.start < pg)
+	if (eternal_block_find(r, (const void *)pg, &b) == 0 && (uintptr_t)b.start < pg) {
+		c->start = (uintptr_t)b.start;
+		c->end = (uintptr_t)b.start + b.size;
 		n++;
+	}
 	return n;
 }
 
@@ -54,6 +67,7 @@ ETERNAL_API int eternal_audit_scan(eternal_region *r, unsigned flags, struct ete
 	/* cap == 0: count (and with REPROTECT, re-protect) without listing */
 	bool count_only = cap == 0;
 	for (int k = 0; k < ETERNAL_NTIERS; k++) {
+		struct span_cache c = { 0, 0 };
 		uintptr_t start = lo[k];
 		while (start < hi[k] && (count_only || n < cap)) {
 			struct pm_scan_arg a = {
@@ -80,7 +94,7 @@ ETERNAL_API int eternal_audit_scan(eternal_region *r, unsigned flags, struct ete
 							break;
 						out[n].addr = p;
 						out[n].tier = k;
-						out[n].blocks = blocks_on_page(r, k, p, (size_t)psz);
+						out[n].blocks = blocks_on_page(r, k, p, (size_t)psz, &c);
 					}
 					n++;
 				}
