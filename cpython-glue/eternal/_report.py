@@ -65,6 +65,27 @@ def print_records(records, file):
             w(f"  {n:>7}  {code}\n")
 
 
+def normalize(r):
+    """Library log record -> the keys stats()/trap_records() use: the glue's
+    description (a JSON object the library stores as the string "desc") is
+    merged in, "sym" becomes "writer" and "addr" "address"."""
+    d = r.get("desc")
+    if isinstance(d, str) and d.startswith("{"):
+        try:
+            d = json.loads(d)
+        except ValueError:
+            d = None
+    if isinstance(d, dict):
+        for k, v in d.items():
+            r.setdefault(k, v)
+    if "writer" not in r:
+        r["writer"] = r.get("sym") or ""
+    if "address" not in r and "addr" in r:
+        a = r["addr"]
+        r["address"] = int(a, 16) if isinstance(a, str) else a
+    return r
+
+
 def load_dir(path):
     """(stats files, trap records) found in a log directory."""
     stats, records = [], []
@@ -86,14 +107,8 @@ def load_dir(path):
                     r = json.loads(line)
                 except ValueError:
                     continue
-                d = r.get("describe")
-                if isinstance(d, str) and d.startswith("{"):
-                    try:
-                        r["describe"] = json.loads(d)
-                    except ValueError:
-                        pass
                 if (r.get("pid"), r.get("seq")) not in seen:
-                    records.append(r)
+                    records.append(normalize(r))
     return stats, records
 
 

@@ -108,7 +108,7 @@ add_eternal() {
 		echo "*static*"
 		printf '_eternal_patched _eternal_patched.c'
 		for f in "$tree"/Modules/eternal/src/*.c; do printf ' eternal/src/%s' "$(basename "$f")"; done
-		echo " -I\$(srcdir)/Modules/eternal/include -D_GNU_SOURCE$libs"
+		echo " -I\$(srcdir)/Modules/eternal/include -I\$(srcdir)/Modules/eternal/src$libs"
 	} > "$tree/Modules/Setup.local"
 }
 

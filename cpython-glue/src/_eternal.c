@@ -1139,7 +1139,7 @@ static PyObject *g_seal(PyObject *self, PyObject *args, PyObject *kw)
 	/* Whatever a free list or a cycle still holds, let go of it now. */
 	PyGC_Collect();
 	o.engine = (enum eternal_trap_engine)engine;
-	o.flags = trap_cow ? ETERNAL_TRAP_COW_TIER : 0;
+	o.flags = (trap_cow ? ETERNAL_TRAP_COW_TIER : 0) | ETERNAL_TRAP_STRICT_DESCRIBE;
 	o.log_dir = log;
 	o.describe = glue_describe_cb;
 	rc = eternal_seal(glue_region, (enum eternal_mode)mode, &o);

@@ -133,7 +133,7 @@ static size_t put_char(char *out, size_t pos, size_t cap, Py_UCS4 c)
 static void str_text(PyObject *s, char *out, size_t cap, int quote)
 {
 	PyASCIIObject *a = (PyASCIIObject *)s;
-	Py_ssize_t len = a->length, max = 40;
+	Py_ssize_t len = a->length, max = quote ? 40 : 160;
 	const void *data;
 	unsigned kind = a->state.kind;
 	size_t pos = 0;
@@ -161,7 +161,7 @@ static void str_text(PyObject *s, char *out, size_t cap, int quote)
 		}
 		pos = put_char(out, pos, cap, c);
 	}
-	if (len > max && pos + 4 < cap) {
+	if (quote && len > max && pos + 4 < cap) {
 		memcpy(out + pos, "...", 4);
 		pos += 3;
 	}
@@ -310,11 +310,17 @@ int glue_describe_addr(uintptr_t addr, struct glue_desc *d)
 		case TAG_PROXY: f = field_name(proxy_fields, N(proxy_fields), off); break;
 		case TAG_CODE: {
 			PyCodeObject *co = (PyCodeObject *)o;
-			char q[100], fn[80];
+			char q[100], fn[200];
+			const char *tail;
+			size_t fl;
 			f = field_name(code_fields, N(code_fields), off);
 			str_text(co->co_qualname, q, sizeof(q), 0);
 			str_text(co->co_filename, fn, sizeof(fn), 0);
-			snprintf(d->code, sizeof(d->code), "%s (%s:%d)", q, fn, co->co_firstlineno);
+			/* The end of a path says more than its start. */
+			fl = strlen(fn);
+			tail = fl > 48 ? fn + fl - 48 : fn;
+			snprintf(d->code, sizeof(d->code), "%s (%s%s:%d)", q, fl > 48 ? "..." : "", tail,
+				 co->co_firstlineno);
 			break;
 		}
 		default: f = field_name(head_fields, N(head_fields), off); break;
@@ -354,8 +360,8 @@ int glue_desc_json(const struct glue_desc *d, char *buf, size_t len)
 		return -ENOSPC;
 	buf[pos++] = '{';
 	for (int i = 0; i < 4; i++) {
-		if (i == 3 && !d->code[0])
-			continue;
+		if ((i == 3 && !d->code[0]) || (i == 2 && d->code[0]))
+			continue; /* for code, "code" says more than the repr */
 		pos += (size_t)snprintf(buf + pos, len - pos, "%s\"%s\":\"", i ? "," : "", keys[i]);
 		if (pos >= len - 8)
 			break;

@@ -25,6 +25,7 @@ int _Py_eternal_warm;
 int _Py_eternal_code;
 
 static eternal_region *region;
+static struct eternal_region_opts open_opts = {.sz = sizeof open_opts, .name = "python"};
 
 /* Block tags: stats() reports objects and bytes per tag, and the trap log
    names the type of the object a write hit. */
@@ -48,13 +49,12 @@ static int
 region_open(void)
 {
     uintptr_t lo[ETERNAL_NTIERS], hi[ETERNAL_NTIERS];
-    struct eternal_region_opts o = {.sz = sizeof o, .name = "python"};
     int rc;
 
     if (region != NULL) {
         return 0;
     }
-    rc = eternal_region_create(&o, &region);
+    rc = eternal_region_create(&open_opts, &region);
     if (rc < 0) {
         region = NULL;
         return rc;
@@ -474,13 +474,41 @@ raise_rc(int rc, const char *what)
 }
 
 static PyObject *
-ep_enable(PyObject *self, PyObject *unused)
+ep_enable(PyObject *self, PyObject *args, PyObject *kw)
 {
+    static char *kwlist[] = {"sealed_reserve", "cow_reserve", "grow_step", NULL};
+    Py_ssize_t sealed_reserve = 0, cow_reserve = 0, grow_step = 0;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$nnn:enable", kwlist,
+                                     &sealed_reserve, &cow_reserve, &grow_step)) {
+        return NULL;
+    }
+    if (region != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "eternal is already enabled");
+        return NULL;
+    }
+    open_opts.sealed_reserve = (size_t)sealed_reserve;
+    open_opts.cow_reserve = (size_t)cow_reserve;
+    open_opts.grow_step = (size_t)grow_step;
     int rc = enable();
     if (rc < 0) {
         return raise_rc(rc, "eternal_region_create");
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *
+ep_is_enabled(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(region != NULL);
+}
+
+static PyObject *
+ep_is_sealed(PyObject *self, PyObject *unused)
+{
+    struct eternal_stats st = {.sz = sizeof st};
+    return PyBool_FromLong(region != NULL && eternal_stats_get(region, &st) == 0
+                           && st.state != ETERNAL_STATE_WARMUP);
 }
 
 static PyObject *
