@@ -163,26 +163,30 @@ def find_python_for_demo():
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     cands += sorted(glob.glob(os.path.join(root, "versions", "3.1[23].*", "bin", "python3.1[23]")))
     for c in cands:
-        if c and os.path.exists(c):
+        # pyenv shims exist on PATH even when that version is not selected: try each one
+        if c and os.path.exists(c) and subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0:
             return c
     return sys.executable
 
 
-def find_eternal_path(explicit):
-    """Directory to put on PYTHONPATH so that `import eternal` finds the glue, or None
-    (then the interpreter's own site-packages decides)."""
+def find_eternal_path(explicit, info):
+    """PYTHONPATH entries that let `import eternal` find the glue for this interpreter, or None
+    (then the interpreter's own site-packages decides, where the eternal.pth hook lives)."""
     if explicit:
         return explicit
     if os.environ.get("ETERNAL_PYTHONPATH"):
         return os.environ["ETERNAL_PYTHONPATH"]
-    pats = ["build*/cpython-glue", "build*/cpython-glue/*", "cpython-glue", "cpython-glue/*", "build*"]
-    for pat in pats:
-        for d in sorted(glob.glob(os.path.join(REPO, pat))):
-            if (os.path.exists(os.path.join(d, "eternal", "__init__.py")) or
-                    glob.glob(os.path.join(d, "eternal*.so")) or
-                    os.path.exists(os.path.join(d, "eternal.py"))):
-                return d
-    return None
+    pkg = os.path.join(REPO, "cpython-glue")
+    if not os.path.exists(os.path.join(pkg, "eternal", "__init__.py")):
+        return None
+    ver = "".join(info["version"].split(".")[:2])
+    # The extension as built in a build dir of the repo (newest build wins).
+    exts = glob.glob(os.path.join(REPO, "build*", "cpython-glue", "py" + ver, "_eternal*.so"))
+    exts = [e for e in exts if os.path.isfile(e)]
+    if glob.glob(os.path.join(pkg, "eternal", "_eternal*.so")) or not exts:
+        return pkg
+    newest = max(exts, key=os.path.getmtime)
+    return pkg + ":" + os.path.dirname(newest)
 
 
 def base_env(args, info):
@@ -631,13 +635,13 @@ def main(argv=None):
     ap.add_argument("--ready-timeout", type=float, default=300)
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--demo", action="store_true",
-                    help="stdlib-server, stock,gc-freeze,eternal, 4 workers, 2000 requests, 2 repeats; "
+                    help="stdlib-server, stock,gc-freeze,eternal, 4 workers, 2000 requests, 3 repeats, under a 3.12+ "
+                         "interpreter (found via pyenv if this one is older); "
                          "prints the table (results in /tmp/forkmem/demo unless --out)")
     args = ap.parse_args(argv)
 
     if args.demo:
         args.workload, args.modes, args.workers, args.requests = "stdlib-server", "stock,gc-freeze,eternal", "4", 2000
-        args.repeats = min(args.repeats, 2)
         args.python = args.python or find_python_for_demo()
         args.out = args.out or os.path.join(args.workdir, "demo")
         args.no_plot = True
@@ -645,7 +649,7 @@ def main(argv=None):
     if os.sep not in args.python:
         args.python = shutil.which(args.python) or args.python
     info = interp_info(args.python)
-    args.eternal_path = find_eternal_path(args.eternal_path)
+    args.eternal_path = find_eternal_path(args.eternal_path, info)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         if m not in ALL_MODES:

@@ -70,12 +70,16 @@ def early():
             return
         _eternal = eternal
         try:
-            st = eternal.stats()
-            if st.get("mode") in (None, "off") and os.environ.get("ETERNAL_MODE", "strict") != "off":
-                # The .pth hook did not enable it; enable explicitly so the run still means something.
+            if hasattr(eternal, "is_enabled"):
+                enabled = eternal.is_enabled()
+            else:
+                enabled = dict(eternal.stats()).get("mode") not in (None, "off")
+            _status["enabled_by"] = "already enabled at start-up (ETERNAL=1)" if enabled else "modes.early()"
+            if not enabled:
+                # No .pth hook ran (glue on PYTHONPATH, not installed): enable now, before the app imports.
                 eternal.enable()
         except Exception as e:
-            _fail("unavailable: eternal.stats/enable: %s: %s" % (type(e).__name__, e))
+            _fail("unavailable: eternal.enable: %s: %s" % (type(e).__name__, e))
     signal.signal(SIG_STATS, _dump_stats)
 
 
@@ -119,7 +123,11 @@ def before_fork(data=None):
             if MODE == "eternal-data" and data is not None:
                 data = _eternal.freeze(data)
             if os.environ.get("ETERNAL_SEAL", "first-fork") == "manual":
-                _eternal.seal(mode=os.environ.get("ETERNAL_MODE", "strict"))
+                mode = os.environ.get("ETERNAL_MODE", "strict")
+                try:
+                    _eternal.seal(mode=mode, log=os.environ.get("ETERNAL_LOG") or None)
+                except TypeError:  # the documented minimal signature
+                    _eternal.seal(mode=mode)
         if uses_gc_recipe():
             gc.freeze()
             facts["gc_frozen"] = gc.get_freeze_count()
@@ -128,6 +136,7 @@ def before_fork(data=None):
     facts["before_fork_s"] = time.perf_counter() - t0
     facts["status"] = status()
     facts["eternal"] = eternal_stats()
+    facts["eternal_enabled_by"] = _status.get("enabled_by")
     return facts, data
 
 
