@@ -96,7 +96,7 @@ static int cmd_cow(int nchild)
 
 	if (nchild < 1 || nchild > 64)
 		return 2;
-	printf("SYM cow_write_page %p\n", (void *)cow_write_page);
+	printf("NCHILD %d\nSYM cow_write_page %p\n", nchild, (void *)cow_write_page);
 	fflush(stdout);
 	for (int i = 0; i < nchild; i++) {
 		pids[i] = fork();
@@ -310,6 +310,7 @@ static int cmd_busy(double seconds)
 		perror("cowtest busy: add");
 		return 1;
 	}
+	tap(stats(fd).armed == 1, "busy: tracing armed before rmmod");
 	close(fd); /* an open fd would pin the module; rmmod must find it unused */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	do {
@@ -328,10 +329,103 @@ static int cmd_busy(double seconds)
 	return bad ? 1 : 0;
 }
 
+static long anon_huge_kb(void)
+{
+	char line[256];
+	long kb = 0, v;
+	FILE *f = fopen("/proc/self/smaps_rollup", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "AnonHugePages: %ld kB", &v) == 1)
+			kb = v;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* thp: a child's write into an inherited transparent huge page is one 4 KiB record (the PMD is split). */
+static int cmd_thp(void)
+{
+	size_t len = 4UL << 20;
+	char *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *p;
+	int fd = dev_open(O_RDONLY | O_NONBLOCK), nrec = 0, match = 0; /* drain, never block */
+	struct cowtrace_record r[64];
+	ssize_t n;
+	pid_t pid;
+
+	if (raw == MAP_FAILED || fd < 0)
+		return 1;
+	p = (char *)(((unsigned long)raw + (2UL << 20) - 1) & ~((2UL << 20) - 1));
+	madvise(p, 2UL << 20, MADV_HUGEPAGE);
+	memset(p, 1, 2UL << 20);
+	if (anon_huge_kb() < 2048) {
+		printf("ok - thp: write into an inherited huge page recorded as one 4 KiB page # SKIP no THP allocated\n");
+		return 0;
+	}
+	if (add_pid(fd, getpid()) < 0)
+		return 1;
+	pid = fork();
+	if (pid == 0) {
+		cow_write_page(p + 5 * PAGE);
+		_exit(0);
+	}
+	wait_all();
+	ioctl(fd, COWTRACE_IOC_CLEAR);
+	while ((n = read(fd, r, sizeof(r))) > 0)
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(r[0]); i++) {
+			if (r[i].pid != (unsigned)pid)
+				continue;
+			nrec += r[i].addr >= (unsigned long)p && r[i].addr < (unsigned long)p + (2UL << 20);
+			match += r[i].addr == (unsigned long)(p + 5 * PAGE);
+		}
+	tap(nrec == 1 && match == 1, "thp: write into an inherited huge page recorded as one 4 KiB page");
+	close(fd);
+	return failures ? 1 : 0;
+}
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* cost LABEL NPAGES: time per copy-on-write break in a child, for the record (TCG: relative only). */
+static int cmd_cost(const char *label, int npages)
+{
+	char *w = map_pages((size_t)npages);
+	double best = 1e9;
+
+	for (int round = 0; round < 5; round++) {
+		int pfd[2];
+		double dt;
+
+		if (pipe(pfd) < 0)
+			return 1;
+		if (fork() == 0) {
+			double t0 = now();
+
+			for (int i = 0; i < npages; i++)
+				cow_write_page(w + (size_t)i * PAGE);
+			dt = now() - t0;
+			(void)!write(pfd[1], &dt, sizeof(dt));
+			_exit(0);
+		}
+		if (read(pfd[0], &dt, sizeof(dt)) == sizeof(dt) && dt < best)
+			best = dt;
+		wait_all();
+		close(pfd[0]);
+		close(pfd[1]);
+	}
+	printf("# cost %s: %.0f ns per COW break (best of 5 x %d pages, TCG)\n", label, best * 1e9 / npages, npages);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: cowtest cow N | overflow N | unknown | readers | hooks | busy SECONDS\n");
+		fprintf(stderr, "usage: cowtest cow N | overflow N | unknown | readers | hooks | thp | cost LABEL N | busy SECONDS\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -345,6 +439,10 @@ int main(int argc, char **argv)
 		return cmd_readers();
 	if (!strcmp(argv[1], "hooks"))
 		return cmd_hooks();
+	if (!strcmp(argv[1], "thp"))
+		return cmd_thp();
+	if (!strcmp(argv[1], "cost") && argc > 3)
+		return cmd_cost(argv[2], atoi(argv[3]));
 	if (!strcmp(argv[1], "busy") && argc > 2)
 		return cmd_busy(atof(argv[2]));
 	fprintf(stderr, "cowtest: unknown command %s\n", argv[1]);

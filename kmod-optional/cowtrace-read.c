@@ -378,7 +378,7 @@ int main(int argc, char **argv)
 	const char *cowmap = getenv("COWTRACE_COWMAP");
 	char self_dir[PATH_MAX], defmap[PATH_MAX + 32];
 	double timeout = 0;
-	struct cowtrace_stats st;
+	struct cowtrace_stats st, st0;
 	struct cowtrace_record buf[256];
 	uint64_t nread = 0;
 	struct timespec t0;
@@ -406,6 +406,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* Whole lines per write: the traced COMMAND may share our stdout, and a live tail sees each record. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	n = readlink("/proc/self/exe", self_dir, sizeof(self_dir) - 1);
 	self_dir[n > 0 ? n : 0] = 0;
 	dirname(self_dir);
@@ -436,6 +438,10 @@ int main(int argc, char **argv)
 			st.record_size, COWTRACE_ABI_VERSION, sizeof(struct cowtrace_record));
 		return 1;
 	}
+	/* Records queued before this session (another reader's leftovers) are still printed and counted
+	 * as read; recorded/dropped in SUMMARY are this session's. */
+	st0 = st;
+	st0.recorded -= st.queued;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
@@ -518,12 +524,13 @@ int main(int argc, char **argv)
 		nread += (uint64_t)n / sizeof(buf[0]);
 	}
 	get_stats(fd, &st);
+	/* The kernel's counters run since load: report what happened during this session. */
 	printf("SUMMARY read=%" PRIu64 " recorded=%llu dropped=%llu untraced_forks=%llu missed=%llu\n", nread,
-	       (unsigned long long)st.recorded, (unsigned long long)st.dropped,
-	       (unsigned long long)st.untraced_forks, (unsigned long long)st.missed);
-	if (st.dropped)
+	       (unsigned long long)(st.recorded - st0.recorded), (unsigned long long)(st.dropped - st0.dropped),
+	       (unsigned long long)(st.untraced_forks - st0.untraced_forks), (unsigned long long)st.missed);
+	if (st.dropped != st0.dropped)
 		fprintf(stderr, "%s: %llu records dropped (buffer of %llu full): load with a larger buffer_records\n",
-			prog, (unsigned long long)st.dropped, (unsigned long long)st.capacity);
+			prog, (unsigned long long)(st.dropped - st0.dropped), (unsigned long long)st.capacity);
 	close(fd);
 	return 0;
 }

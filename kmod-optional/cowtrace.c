@@ -76,6 +76,17 @@ static bool traced_pid(struct pid *pid)
 	return false;
 }
 
+static bool traced_pid_locked(struct pid *pid)
+{
+	struct traced *t;
+
+	lockdep_assert_held(&traced_lock);
+	hash_for_each_possible(traced_hash, t, node, (unsigned long)pid)
+		if (t->pid == pid)
+			return true;
+	return false;
+}
+
 /* Returns 1 if added, 0 if already there, -errno. Takes its own reference on pid. */
 static int traced_add(struct pid *pid, gfp_t gfp)
 {
@@ -86,7 +97,7 @@ static int traced_add(struct pid *pid, gfp_t gfp)
 	if (!t)
 		return -ENOMEM;
 	spin_lock_irqsave(&traced_lock, flags);
-	if (traced_pid(pid)) {
+	if (traced_pid_locked(pid)) {
 		ret = 0;
 	} else if (atomic_read(&ntraced) >= max_traced) {
 		ret = -ENOSPC;
@@ -148,20 +159,38 @@ static void ring_push(struct cowtrace_record *r)
 		wake_up_interruptible(&readq);
 }
 
+/*
+ * The process whose page is copied: normally current, but a write through ptrace or /proc/PID/mem
+ * faults in the writer's context on the target's mm; mm->owner (CONFIG_MEMCG) names the target then.
+ * Returns a task_struct valid until rcu_read_unlock(), or NULL.
+ */
+static struct task_struct *page_owner_task(struct vm_area_struct *vma, struct task_struct *tsk)
+{
+	if (likely(vma->vm_mm == tsk->mm))
+		return tsk;
+#ifdef CONFIG_MEMCG
+	return rcu_dereference(vma->vm_mm->owner);
+#else
+	return NULL;
+#endif
+}
+
 /* kprobe at the entry of wp_page_copy(struct vm_fault *vmf): the kernel decided to copy. */
 static int cow_pre(struct kprobe *kp, struct pt_regs *regs)
 {
 	struct vm_fault *vmf = (struct vm_fault *)regs_get_kernel_argument(regs, 0);
-	struct task_struct *tsk = current;
+	struct task_struct *tsk = current, *owner;
 	struct cowtrace_record r;
-	bool hit;
+	bool hit = false;
 
 	if (!atomic_read(&ntraced))
 		return 0;
-	if (tsk->flags & PF_KTHREAD)
-		return 0;
 	rcu_read_lock();
-	hit = traced_pid(task_tgid(tsk));
+	owner = page_owner_task(vmf->vma, tsk);
+	if (owner) {
+		hit = traced_pid(task_tgid(owner));
+		r.pid = task_tgid_nr(owner);
+	}
 	rcu_read_unlock();
 	if (!hit)
 		return 0;
@@ -169,9 +198,9 @@ static int cow_pre(struct kprobe *kp, struct pt_regs *regs)
 	r.time_ns = ktime_get_ns();
 	r.addr = vmf->address & PAGE_MASK;
 	r.offset = vmf->real_address & ~PAGE_MASK;
-	/* Saved at kernel entry: for a user-mode fault this is the faulting instruction. */
-	r.ip = task_pt_regs(tsk)->ip;
-	r.pid = task_tgid_nr(tsk);
+	/* Saved at kernel entry: for a user-mode fault this is the faulting instruction. A kernel
+	 * thread has no user registers: it only gets here as a remote writer (e.g. io_uring worker). */
+	r.ip = (tsk->flags & PF_KTHREAD) ? 0 : task_pt_regs(tsk)->ip;
 	r.tid = task_pid_nr(tsk);
 	r.flags = 0;
 	if (vmf->flags & FAULT_FLAG_USER)
@@ -182,7 +211,7 @@ static int cow_pre(struct kprobe *kp, struct pt_regs *regs)
 		r.flags |= COWTRACE_F_ZERO_PAGE;
 	if (!vmf->page)
 		r.flags |= COWTRACE_F_NO_PAGE;
-	if (vmf->vma->vm_mm != tsk->mm)
+	if (owner != tsk)
 		r.flags |= COWTRACE_F_REMOTE;
 	ring_push(&r);
 	return 0;

@@ -14,7 +14,7 @@
 #define COWTRACE_F_USER      (1u << 0) /* the write came from user mode (ip is the faulting instruction) */
 #define COWTRACE_F_ZERO_PAGE (1u << 1) /* the source was the shared zero page, not a page inherited by fork */
 #define COWTRACE_F_UNSHARE   (1u << 2) /* unshare request (GUP pin of a shared anon page), not a write */
-#define COWTRACE_F_REMOTE    (1u << 3) /* the fault was taken for another mm (ptrace, /proc/PID/mem) */
+#define COWTRACE_F_REMOTE    (1u << 3) /* written by another process (ptrace, /proc/PID/mem): tid and ip are the writer's */
 #define COWTRACE_F_NO_PAGE   (1u << 4) /* no struct page behind the old pte (zero page or raw PFN mapping) */
 
 /*
@@ -26,9 +26,9 @@ struct cowtrace_record {
 	__u64 seq;      /* 0, 1, 2, ... since the module was loaded */
 	__u64 time_ns;  /* CLOCK_MONOTONIC (ktime_get_ns) at the start of the copy */
 	__u64 addr;     /* page-aligned virtual address that was copied */
-	__u64 ip;       /* user instruction pointer of the thread (last user-mode ip for kernel-side writes) */
-	__u32 pid;      /* thread group id (process id) in the initial pid namespace */
-	__u32 tid;      /* thread id in the initial pid namespace */
+	__u64 ip;       /* user instruction pointer of the writing thread (its syscall's ip for kernel-side writes) */
+	__u32 pid;      /* process (thread group id) whose page was copied, initial pid namespace */
+	__u32 tid;      /* thread that wrote, initial pid namespace */
 	__u32 flags;    /* COWTRACE_F_* */
 	__u32 offset;   /* byte offset of the faulting access inside the page */
 };
