@@ -407,17 +407,36 @@ seal(int mode, int engine, const char *log_dir)
     return eternal_seal(region, (enum eternal_mode)mode, &to);
 }
 
+/* ETERNAL=1 at start-up follows the `eternal` package's contract:
+   ETERNAL_SEAL=first-fork (default) seals right before the first os.fork(),
+   manual leaves it to the program, startup seals at the end of start-up
+   (after site and ETERNAL_PRELOAD, a comma-separated list of modules);
+   ETERNAL_MODE, ETERNAL_ENGINE and ETERNAL_LOG say how. */
 static void
 startup_warn(const char *what, int rc)
 {
     fprintf(stderr, "_eternal_patched: %s: %s\n", what, strerror(-rc));
 }
 
+static int
+env_seal(void)
+{
+    const char *mode = getenv("ETERNAL_MODE"), *engine = getenv("ETERNAL_ENGINE");
+    const char *log = getenv("ETERNAL_LOG");
+    int m = mode && *mode ? name_index(mode, mode_names, 4) : ETERNAL_MODE_STRICT;
+    int e = engine && *engine ? name_index(engine, engine_names, 4) : 0;
+
+    if (m < 0 || e < 0) {
+        return -EINVAL;
+    }
+    return seal(m, e, log && *log ? log : NULL);
+}
+
 void
 _PyEternal_InitMain(void)
 {
     const char *env = getenv("ETERNAL");
-    if (env == NULL || *env == '\0' || strcmp(env, "0") == 0) {
+    if (env == NULL || strcmp(env, "1") != 0) {
         return;
     }
     int rc = enable();
@@ -426,18 +445,59 @@ _PyEternal_InitMain(void)
     }
 }
 
+static PyObject *
+ep_seal_before_fork(PyObject *self, PyObject *unused)
+{
+    if (_Py_eternal_warm) {
+        int rc = env_seal();
+        if (rc < 0) {
+            startup_warn("sealing before fork", rc);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef seal_before_fork_def = {
+    "_seal_before_fork", ep_seal_before_fork, METH_NOARGS, NULL,
+};
+
 void
 _PyEternal_AfterSite(void)
 {
-    const char *preload = getenv("ETERNAL_PRELOAD");
-    const char *mode = getenv("ETERNAL_SEAL");
+    const char *policy = getenv("ETERNAL_SEAL");
 
     if (!_Py_eternal_warm) {
         return;
     }
-    /* A comma-separated list of modules imported as warm-up; a module that
-       fails to import is skipped, as if it were not listed. */
+    if (policy == NULL || *policy == '\0' || strcmp(policy, "first-fork") == 0) {
+        PyObject *fn = PyCFunction_New(&seal_before_fork_def, NULL);
+        PyObject *os = PyImport_ImportModule("os");
+        PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
+        PyObject *kw = fn ? Py_BuildValue("{sO}", "before", fn) : NULL;
+        PyObject *args = PyTuple_New(0);
+        PyObject *r = reg && kw && args ? PyObject_Call(reg, args, kw) : NULL;
+        if (r == NULL) {
+            PyErr_Clear();
+            startup_warn("ETERNAL_SEAL=first-fork: cannot register the fork hook", -EINVAL);
+        }
+        Py_XDECREF(r);
+        Py_XDECREF(args);
+        Py_XDECREF(kw);
+        Py_XDECREF(reg);
+        Py_XDECREF(os);
+        Py_XDECREF(fn);
+        return;
+    }
+    if (strcmp(policy, "manual") == 0) {
+        return;
+    }
+    if (strcmp(policy, "startup") != 0) {
+        startup_warn("ETERNAL_SEAL: expected first-fork, manual or startup", -EINVAL);
+        return;
+    }
+    const char *preload = getenv("ETERNAL_PRELOAD");
     if (preload != NULL && *preload != '\0') {
+        /* A module that fails to import is skipped, as if it were not listed. */
         char *list = strdup(preload), *save = NULL;
         for (char *m = list ? strtok_r(list, ",", &save) : NULL; m;
              m = strtok_r(NULL, ",", &save)) {
@@ -449,18 +509,9 @@ _PyEternal_AfterSite(void)
         }
         free(list);
     }
-    if (mode != NULL && *mode != '\0') {
-        int m = name_index(mode, mode_names, 4);
-        const char *engine = getenv("ETERNAL_ENGINE");
-        int e = engine ? name_index(engine, engine_names, 4) : 0;
-        if (m < 0 || e < 0) {
-            startup_warn("ETERNAL_SEAL/ETERNAL_ENGINE: unknown name", -EINVAL);
-            return;
-        }
-        int rc = seal(m, e, getenv("ETERNAL_LOG"));
-        if (rc < 0) {
-            startup_warn("ETERNAL_SEAL", rc);
-        }
+    int rc = env_seal();
+    if (rc < 0) {
+        startup_warn("ETERNAL_SEAL=startup", rc);
     }
 }
 
@@ -497,6 +548,14 @@ ep_enable(PyObject *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+static int
+region_stats(struct eternal_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->sz = sizeof *st;
+    return region ? eternal_stats_get(region, st) : -EBADF;
+}
+
 static PyObject *
 ep_is_enabled(PyObject *self, PyObject *unused)
 {
@@ -506,9 +565,8 @@ ep_is_enabled(PyObject *self, PyObject *unused)
 static PyObject *
 ep_is_sealed(PyObject *self, PyObject *unused)
 {
-    struct eternal_stats st = {.sz = sizeof st};
-    return PyBool_FromLong(region != NULL && eternal_stats_get(region, &st) == 0
-                           && st.state != ETERNAL_STATE_WARMUP);
+    static struct eternal_stats st;
+    return PyBool_FromLong(region_stats(&st) == 0 && st.state != ETERNAL_STATE_WARMUP);
 }
 
 static PyObject *
@@ -562,187 +620,272 @@ set_str(PyObject *d, const char *key, const char *v)
     return rc;
 }
 
+static int
+set_obj(PyObject *d, const char *key, PyObject *o)
+{
+    int rc = o ? PyDict_SetItemString(d, key, o) : -1;
+    Py_XDECREF(o);
+    return rc;
+}
+
+/* The same keys as the stock glue's stats(), where they mean the same. */
 static PyObject *
 ep_stats(PyObject *self, PyObject *unused)
 {
-    struct eternal_stats st = {.sz = sizeof st};
-    PyObject *d = PyDict_New(), *objs = NULL, *bytes = NULL;
+    static struct eternal_stats st;   /* 16 KiB: not on the stack; the GIL guards it */
+    static const char *const tier_names[ETERNAL_NTIERS] = {"sealed", "cow"};
+    PyObject *d = PyDict_New(), *objs = NULL, *bytes = NULL, *tiers = NULL;
+    int have = region_stats(&st) == 0;
+    int sealed = have && st.state != ETERNAL_STATE_WARMUP;
 
     if (d == NULL) {
         return NULL;
     }
-    if (region == NULL) {
-        if (set_str(d, "mode", "disabled") < 0 || set_u64(d, "sealed_bytes", 0) < 0
-            || set_u64(d, "cow_bytes", 0) < 0) {
-            Py_CLEAR(d);
-        }
-        return d;
-    }
-    int rc = eternal_stats_get(region, &st);
-    if (rc < 0) {
-        Py_DECREF(d);
-        return raise_rc(rc, "eternal_stats_get");
-    }
-    if (set_str(d, "mode", st.state == ETERNAL_STATE_WARMUP ? "warmup"
-                           : (unsigned)st.mode < 4 ? mode_names[st.mode] : "?") < 0
-        || set_str(d, "engine", (unsigned)st.engine < 4 ? engine_names[st.engine] : "?") < 0
-        || set_u64(d, "warm", (uint64_t)_Py_eternal_warm) < 0
+    if (PyDict_SetItemString(d, "enabled", region ? Py_True : Py_False) < 0
+        || PyDict_SetItemString(d, "sealed", sealed ? Py_True : Py_False) < 0
+        || set_str(d, "mode", !have ? "none" : !sealed ? "warmup"
+                              : (unsigned)st.mode < 4 ? mode_names[st.mode] : "?") < 0
+        || set_str(d, "engine", sealed && st.mode == ETERNAL_MODE_TRAP
+                                ? engine_names[(unsigned)st.engine % 4] : "") < 0
         || set_u64(d, "sealed_bytes", st.tier[ETERNAL_TIER_SEALED].used) < 0
         || set_u64(d, "cow_bytes", st.tier[ETERNAL_TIER_COW].used) < 0
         || set_u64(d, "sealed_committed", st.tier[ETERNAL_TIER_SEALED].committed) < 0
         || set_u64(d, "cow_committed", st.tier[ETERNAL_TIER_COW].committed) < 0
+        || set_u64(d, "sealed_blocks", st.tier[ETERNAL_TIER_SEALED].blocks) < 0
+        || set_u64(d, "cow_blocks", st.tier[ETERNAL_TIER_COW].blocks) < 0
+        || set_u64(d, "alloc_failures", st.tier[0].alloc_failures + st.tier[1].alloc_failures) < 0
         || set_u64(d, "trap_writes_sealed", st.trap_writes[ETERNAL_TIER_SEALED]) < 0
         || set_u64(d, "trap_writes_cow", st.trap_writes[ETERNAL_TIER_COW]) < 0
         || set_u64(d, "trap_dropped", st.trap_dropped) < 0
-        || (objs = PyDict_New()) == NULL || (bytes = PyDict_New()) == NULL) {
+        || set_u64(d, "warm", (uint64_t)_Py_eternal_warm) < 0
+        || (objs = PyDict_New()) == NULL || (bytes = PyDict_New()) == NULL
+        || (tiers = PyDict_New()) == NULL) {
         goto fail;
     }
     for (int t = 0; t < ETERNAL_NTIERS; t++) {
+        PyObject *td = PyDict_New();
+        if (set_obj(tiers, tier_names[t], Py_XNewRef(td)) < 0) {
+            Py_XDECREF(td);
+            goto fail;
+        }
+        Py_DECREF(td);
         for (int tag = 0; tag < NTAGS; tag++) {
-            if (st.tag_blocks[t][tag] == 0) {
+            uint64_t nb = st.tag_blocks[t][tag], by = st.tag_bytes[t][tag];
+            if (nb == 0) {
                 continue;
             }
-            /* Each type lives in one tier, except "other". */
-            if (set_u64(objs, tag_names[tag], st.tag_blocks[t][tag]) < 0
-                || set_u64(bytes, tag_names[tag], st.tag_bytes[t][tag]) < 0) {
+            /* Each type lives in one tier: the totals need no summing. */
+            if (set_obj(td, tag_names[tag], Py_BuildValue("{sKsK}", "objects",
+                        (unsigned long long)nb, "bytes", (unsigned long long)by)) < 0
+                || set_u64(objs, tag_names[tag], nb) < 0
+                || set_u64(bytes, tag_names[tag], by) < 0) {
                 goto fail;
             }
         }
     }
-    if (PyDict_SetItemString(d, "objects_by_type", objs) < 0
-        || PyDict_SetItemString(d, "bytes_by_type", bytes) < 0) {
+    if (set_obj(d, "objects_by_type", objs) < 0 || set_obj(d, "bytes_by_type", bytes) < 0
+        || set_obj(d, "by_tier", tiers) < 0) {
+        objs = bytes = tiers = NULL;
         goto fail;
     }
-    Py_DECREF(objs);
-    Py_DECREF(bytes);
     return d;
 fail:
     Py_XDECREF(objs);
     Py_XDECREF(bytes);
+    Py_XDECREF(tiers);
     Py_DECREF(d);
     return NULL;
 }
 
-/* freeze(): deep copy into the sealed tier; lists become tuples and dicts
-   read-only mappings (the mapping itself stays on the heap: dicts are written
-   by lookups' version tags, so they cannot be sealed). */
-static PyObject *
-freeze_obj(PyObject *o, int depth)
-{
-    PyObject *r = NULL, *items = NULL;
+/* freeze(): a deep copy in the sealed tier. Lists become tuples, sets
+   frozensets, dicts read-only mappings (the dict under the mapping stays on
+   the heap: dict lookups write version tags). @memo keeps shared parts
+   shared; @path names where an unsupported object sits, e.g. root['a'][3]. */
+struct freeze_ctx {
+    PyObject *memo;    /* id(original) -> copy; also holds the originals alive */
+    PyObject *path[64];
+    int depth;
+};
 
-    if (depth > 200) {
-        PyErr_SetString(PyExc_RecursionError, "freeze: nesting too deep");
+static PyObject *
+freeze_path(struct freeze_ctx *fc)
+{
+    PyObject *p = PyUnicode_FromString("root");
+    for (int i = 0; p != NULL && i < fc->depth && i < 64; i++) {
+        PyObject *n = PyUnicode_FromFormat("%U[%R]", p, fc->path[i]);
+        Py_SETREF(p, n);
+    }
+    return p;
+}
+
+static PyObject *freeze_obj(struct freeze_ctx *fc, PyObject *o);
+
+static PyObject *
+freeze_child(struct freeze_ctx *fc, PyObject *key, PyObject *o)
+{
+    if (fc->depth >= 64) {
+        PyErr_SetString(PyExc_RecursionError, "freeze: nested deeper than 64 levels");
         return NULL;
     }
-    if (_Py_IsImmortal(o) && (PyUnicode_CheckExact(o) || PyLong_CheckExact(o)
-                              || PyBytes_CheckExact(o) || PyTuple_CheckExact(o)
-                              || o == Py_None || PyBool_Check(o) || o == Py_Ellipsis)) {
-        return Py_NewRef(o);
-    }
+    fc->path[fc->depth++] = key;
+    PyObject *r = freeze_obj(fc, o);
+    fc->depth--;
+    return r;
+}
+
+static PyObject *
+freeze_container(struct freeze_ctx *fc, PyObject *o)
+{
     PyTypeObject *tp = Py_TYPE(o);
-    if (tp == &PyUnicode_Type || tp == &PyBytes_Type || tp == &PyLong_Type
-        || tp == &PyFloat_Type || tp == &PyComplex_Type) {
-        r = copy_eternal(o);
-        if (r == NULL && !PyErr_Occurred()) {
-            PyErr_SetString(PyExc_ValueError, "freeze: the sealed tier is full or sealed");
-        }
-        return r;
-    }
+    PyObject *items = NULL, *r = NULL;
+
     if (tp == &PyTuple_Type || tp == &PyList_Type) {
         Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
-        items = PyTuple_New(n);
-        if (items == NULL) {
+        if ((items = PyTuple_New(n)) == NULL) {
             return NULL;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *v = freeze_obj(PySequence_Fast_GET_ITEM(o, i), depth + 1);
+            PyObject *key = PyLong_FromSsize_t(i);
+            PyObject *v = key ? freeze_child(fc, key, PySequence_Fast_GET_ITEM(o, i)) : NULL;
+            Py_XDECREF(key);
             if (v == NULL) {
-                goto done;
+                Py_DECREF(items);
+                return NULL;
             }
             PyTuple_SET_ITEM(items, i, v);
         }
     }
-    else if (tp == &PyFrozenSet_Type || tp == &PySet_Type) {
-        PyObject *it = PyObject_GetIter(o), *v;
-        PyObject *tmp = PyFrozenSet_New(NULL);
-        if (it == NULL || tmp == NULL) {
+    else {   /* set or frozenset */
+        PyObject *v, *it = PyObject_GetIter(o);
+        if (it == NULL || (items = PyFrozenSet_New(NULL)) == NULL) {
             Py_XDECREF(it);
-            Py_XDECREF(tmp);
             return NULL;
         }
         while ((v = PyIter_Next(it)) != NULL) {
-            PyObject *f = freeze_obj(v, depth + 1);
+            PyObject *f = freeze_child(fc, v, v);
             Py_DECREF(v);
-            if (f == NULL || PySet_Add(tmp, f) < 0) {
+            if (f == NULL || PySet_Add(items, f) < 0) {
                 Py_XDECREF(f);
                 Py_DECREF(it);
-                Py_DECREF(tmp);
+                Py_DECREF(items);
                 return NULL;
             }
             Py_DECREF(f);
         }
         Py_DECREF(it);
         if (PyErr_Occurred()) {
-            Py_DECREF(tmp);
+            Py_DECREF(items);
             return NULL;
         }
-        items = tmp;
     }
-    else if (tp == &PyDict_Type) {
-        PyObject *k, *v, *fk, *fv, *d = PyDict_New();
-        Py_ssize_t pos = 0;
-        if (d == NULL) {
-            return NULL;
-        }
-        while (PyDict_Next(o, &pos, &k, &v)) {
-            fk = freeze_obj(k, depth + 1);
-            fv = fk ? freeze_obj(v, depth + 1) : NULL;
-            if (fv == NULL || PyDict_SetItem(d, fk, fv) < 0) {
-                Py_XDECREF(fk);
-                Py_XDECREF(fv);
-                Py_DECREF(d);
-                return NULL;
-            }
-            Py_DECREF(fk);
-            Py_DECREF(fv);
-        }
-        r = PyDictProxy_New(d);
-        Py_DECREF(d);
-        return r;
-    }
-    else {
-        return PyErr_Format(PyExc_TypeError,
-                            "freeze: cannot freeze a %.100s (str, bytes, int, float, complex, "
-                            "tuple, list, frozenset, set and dict only)", tp->tp_name);
+    if (PyObject_Size(items) == 0) {
+        return items;   /* empty: nothing to share */
     }
     r = copy_eternal(items);
     if (r == NULL && !PyErr_Occurred()) {
-        if (PyObject_Size(items) == 0) {
-            r = Py_NewRef(items);   /* empty: nothing to share, and () is immortal */
+        /* An item that is a read-only mapping keeps its container on the heap. */
+        r = Py_NewRef(items);
+    }
+    Py_DECREF(items);
+    return r;
+}
+
+static PyObject *
+freeze_obj(struct freeze_ctx *fc, PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    PyObject *r = NULL, *id;
+
+    if (o == Py_None || o == Py_Ellipsis || PyBool_Check(o) || _Py_IsEternal(o)
+        || (_Py_IsImmortal(o) && (tp == &PyUnicode_Type || tp == &PyLong_Type
+                                  || tp == &PyBytes_Type || tp == &PyTuple_Type))) {
+        return Py_NewRef(o);
+    }
+    if ((id = PyLong_FromVoidPtr(o)) == NULL) {
+        return NULL;
+    }
+    if (PyDict_GetItemRef(fc->memo, id, &r) != 0) {
+        PyObject *done = NULL;
+        Py_DECREF(id);
+        if (r == Py_None) {
+            PyErr_SetString(PyExc_ValueError, "freeze: a container holds itself");
         }
-        else {
-            PyErr_Format(PyExc_ValueError, "freeze: cannot place this %.50s in the sealed "
-                         "tier (tier full or sealed, or it holds a dict)", tp->tp_name);
+        else if (r != NULL) {
+            done = Py_NewRef(PyTuple_GET_ITEM(r, 1));
+        }
+        Py_XDECREF(r);
+        return done;
+    }
+    /* Mark in progress (None) so that a cycle is reported, not followed. */
+    if (PyDict_SetItem(fc->memo, id, Py_None) < 0) {
+        Py_DECREF(id);
+        return NULL;
+    }
+    if (tp == &PyUnicode_Type || tp == &PyBytes_Type || tp == &PyLong_Type
+        || tp == &PyFloat_Type || tp == &PyComplex_Type) {
+        r = copy_eternal(o);
+        if (r == NULL && !PyErr_Occurred()) {
+            PyErr_SetString(PyExc_MemoryError, "freeze: the sealed tier is full or sealed");
         }
     }
-done:
-    Py_DECREF(items);
+    else if (tp == &PyTuple_Type || tp == &PyList_Type || tp == &PySet_Type
+             || tp == &PyFrozenSet_Type) {
+        r = freeze_container(fc, o);
+    }
+    else if (tp == &PyDict_Type) {
+        PyObject *k, *v, *d = PyDict_New();
+        Py_ssize_t pos = 0;
+        while (d != NULL && PyDict_Next(o, &pos, &k, &v)) {
+            PyObject *fk = freeze_child(fc, k, k);
+            PyObject *fv = fk ? freeze_child(fc, k, v) : NULL;
+            if (fv == NULL || PyDict_SetItem(d, fk, fv) < 0) {
+                Py_CLEAR(d);
+            }
+            Py_XDECREF(fk);
+            Py_XDECREF(fv);
+        }
+        r = d ? PyDictProxy_New(d) : NULL;
+        Py_XDECREF(d);
+    }
+    else {
+        PyObject *where = freeze_path(fc);
+        if (where != NULL) {
+            PyErr_Format(PyExc_TypeError, "freeze: cannot freeze %U: %.100s (str, bytes, int, "
+                         "float, complex, bool, None, tuple, list, set, frozenset and dict only)",
+                         where, tp->tp_name);
+            Py_DECREF(where);
+        }
+    }
+    if (r != NULL) {
+        PyObject *pair = PyTuple_Pack(2, o, r);   /* the original stays alive: ids stay unique */
+        if (pair == NULL || PyDict_SetItem(fc->memo, id, pair) < 0) {
+            Py_CLEAR(r);
+        }
+        Py_XDECREF(pair);
+    }
+    Py_DECREF(id);
     return r;
 }
 
 static PyObject *
 ep_freeze(PyObject *self, PyObject *o)
 {
+    struct freeze_ctx fc = {.depth = 0};
+
     if (region == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "eternal is not enabled");
         return NULL;
     }
-    return freeze_obj(o, 0);
+    if ((fc.memo = PyDict_New()) == NULL) {
+        return NULL;
+    }
+    PyObject *r = freeze_obj(&fc, o);
+    Py_DECREF(fc.memo);
+    return r;
 }
 
 static PyObject *
-ep_tier(PyObject *self, PyObject *o)
+ep_tier_of(PyObject *self, PyObject *o)
 {
     if (region == NULL || !_Py_IsEternal(o)) {
         Py_RETURN_NONE;
@@ -751,28 +894,73 @@ ep_tier(PyObject *self, PyObject *o)
                                                                                 : "cow");
 }
 
+/* One trapped write in Python terms. Called with the GIL, so the object the
+   block holds may be read (never written: reprs of immortal leaves only). */
 static PyObject *
-ep_trap_events(PyObject *self, PyObject *unused)
+trap_record(const struct eternal_trap_event *ev)
+{
+    char what[128], sym[256] = "";
+    PyObject *repr = NULL, *code = NULL;
+    int gc = ev->tag == TAG_TUPLE || ev->tag == TAG_FROZENSET;
+
+    describe(ev, what, sizeof what, NULL);
+    if (ev->pc != 0) {
+        eternal_symbolize(ev->pc, sym, sizeof sym);
+    }
+    if (ev->block_start != 0 && ev->tag != TAG_OTHER && ev->tag < NTAGS) {
+        PyObject *o = (PyObject *)(uintptr_t)(ev->block_start + (gc ? sizeof(PyGC_Head) : 0));
+        if (ev->tag == TAG_CODE) {
+            code = Py_NewRef(((PyCodeObject *)o)->co_qualname);
+        }
+        else if (ev->tag != TAG_TUPLE && ev->tag != TAG_FROZENSET) {
+            repr = PyObject_Repr(o);
+            if (repr != NULL && PyUnicode_GET_LENGTH(repr) > 60) {
+                Py_SETREF(repr, PyUnicode_Substring(repr, 0, 60));
+            }
+            if (repr == NULL) {
+                PyErr_Clear();
+            }
+        }
+    }
+    const char *field = strchr(what, ' ');
+    PyObject *r = Py_BuildValue("{sisisKssssKsssKsKsOsOsssK}",
+        "pid", ev->pid, "tid", ev->tid, "seq", (unsigned long long)ev->seq,
+        "tier", ev->tier == ETERNAL_TIER_SEALED ? "sealed" : "cow",
+        "type", ev->tag < NTAGS ? tag_names[ev->tag] : "?",
+        "addr", (unsigned long long)ev->addr,
+        "field", field ? field + 1 : "?",
+        "block_start", (unsigned long long)ev->block_start,
+        "block_offset", (unsigned long long)ev->block_offset,
+        "repr", repr ? repr : Py_None, "code", code ? code : Py_None,
+        "symbol", sym, "pc", (unsigned long long)ev->pc);
+    Py_XDECREF(repr);
+    Py_XDECREF(code);
+    return r;
+}
+
+static PyObject *
+ep_trap_read(PyObject *self, PyObject *args)
 {
     struct eternal_trap_event ev[64];
-    PyObject *list = PyList_New(0);
-    char desc[128];
+    Py_ssize_t max = 4096;
+    PyObject *list;
     int n;
 
-    if (list == NULL || region == NULL) {
-        return list;
+    if (!PyArg_ParseTuple(args, "|n:trap_read", &max) || (list = PyList_New(0)) == NULL) {
+        return NULL;
     }
-    while ((n = eternal_trap_read(region, ev, 64)) > 0) {
+    while (region != NULL && PyList_GET_SIZE(list) < max) {
+        size_t want = (size_t)(max - PyList_GET_SIZE(list));
+        n = eternal_trap_read(region, ev, want < 64 ? want : 64);
+        if (n < 0) {
+            Py_DECREF(list);
+            return raise_rc(n, "eternal_trap_read");
+        }
+        if (n == 0) {
+            break;
+        }
         for (int i = 0; i < n; i++) {
-            describe(&ev[i], desc, sizeof desc, NULL);
-            PyObject *d = Py_BuildValue("{s:K,s:i,s:s,s:K,s:K,s:i,s:i,s:s}",
-                                        "addr", (unsigned long long)ev[i].addr,
-                                        "tier", ev[i].tier,
-                                        "type", ev[i].tag < NTAGS ? tag_names[ev[i].tag] : "?",
-                                        "block_offset", (unsigned long long)ev[i].block_offset,
-                                        "pc", (unsigned long long)ev[i].pc,
-                                        "pid", ev[i].pid, "tid", ev[i].tid,
-                                        "what", desc);
+            PyObject *d = trap_record(&ev[i]);
             if (d == NULL || PyList_Append(list, d) < 0) {
                 Py_XDECREF(d);
                 Py_DECREF(list);
@@ -781,26 +969,24 @@ ep_trap_events(PyObject *self, PyObject *unused)
             Py_DECREF(d);
         }
     }
-    if (n < 0) {
-        Py_DECREF(list);
-        return raise_rc(n, "eternal_trap_read");
-    }
     return list;
 }
 
 static PyMethodDef ep_methods[] = {
-    {"enable", ep_enable, METH_NOARGS,
-     "enable()\n--\n\nCreate the region and start the warm-up: strings interned and "
-     "objects unmarshalled from now on go into it."},
+    {"enable", (PyCFunction)(void (*)(void))ep_enable, METH_VARARGS | METH_KEYWORDS,
+     "enable(*, sealed_reserve=0, cow_reserve=0, grow_step=0)\n--\n\nCreate the region and "
+     "start the warm-up: strings interned and objects unmarshalled from now on go into it."},
+    {"is_enabled", ep_is_enabled, METH_NOARGS, "is_enabled()\n--\n\n"},
+    {"is_sealed", ep_is_sealed, METH_NOARGS, "is_sealed()\n--\n\n"},
     {"seal", (PyCFunction)(void (*)(void))ep_seal, METH_VARARGS | METH_KEYWORDS,
      "seal(mode='strict', log=None, engine='auto')\n--\n\nEnd the warm-up; mode is off, "
      "strict, trap or audit; log is a directory for the trap log."},
     {"stats", ep_stats, METH_NOARGS, "stats()\n--\n\nRegion statistics as a dict."},
     {"freeze", ep_freeze, METH_O,
      "freeze(obj)\n--\n\nA deep copy of obj in the sealed tier (warm-up only)."},
-    {"tier", ep_tier, METH_O, "tier(obj)\n--\n\n'sealed', 'cow' or None."},
-    {"trap_events", ep_trap_events, METH_NOARGS,
-     "trap_events()\n--\n\nDrain the trapped writes recorded so far, as dicts."},
+    {"tier_of", ep_tier_of, METH_O, "tier_of(obj)\n--\n\n'sealed', 'cow' or None."},
+    {"trap_read", ep_trap_read, METH_VARARGS,
+     "trap_read(max=4096)\n--\n\nDrain the trapped writes recorded so far, as dicts."},
     {NULL, NULL, 0, NULL},
 };
 
