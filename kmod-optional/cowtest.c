@@ -329,6 +329,50 @@ static int cmd_busy(double seconds)
 	return bad ? 1 : 0;
 }
 
+/* remote: an untraced process writes into a traced one through /proc/PID/mem; the copy is the traced
+ * process's page, so it is recorded under its pid, with the writer as tid and the remote flag. */
+static int cmd_remote(void)
+{
+	char *p = map_pages(1), fn[64], c = 'x';
+	int fd = dev_open(O_RDONLY | O_NONBLOCK), pfd[2], mem, n, found = 0, wrong = 0;
+	struct cowtrace_record r[64];
+	ssize_t got;
+	pid_t pid;
+
+	if (fd < 0 || pipe(pfd) < 0)
+		return 1;
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[1]);
+		(void)!read(pfd[0], &c, 1);
+		_exit(p[8] == 'x' ? 0 : 3); /* the remote write must be visible to the target */
+	}
+	close(pfd[0]);
+	n = pid;
+	if (ioctl(fd, COWTRACE_IOC_ADD_PID, &n) < 0)
+		return 1;
+	snprintf(fn, sizeof(fn), "/proc/%d/mem", pid);
+	mem = open(fn, O_RDWR | O_CLOEXEC);
+	tap(mem >= 0 && pwrite(mem, &c, 1, (off_t)(unsigned long)(p + 8)) == 1, "remote: write through /proc/PID/mem");
+	close(pfd[1]);
+	tap(wait_all() == 0, "remote: target sees the written byte");
+	ioctl(fd, COWTRACE_IOC_CLEAR);
+	while ((got = read(fd, r, sizeof(r))) > 0)
+		for (ssize_t i = 0; i < got / (ssize_t)sizeof(r[0]); i++) {
+			if (r[i].addr != (unsigned long)p)
+				continue;
+			if (r[i].pid == (unsigned)pid && r[i].tid == (unsigned)getpid() &&
+			    (r[i].flags & COWTRACE_F_REMOTE) && !(r[i].flags & COWTRACE_F_USER))
+				found++;
+			else
+				wrong++;
+		}
+	tap(found == 1 && wrong == 0, "remote: recorded under the target's pid, writer's tid, flag remote");
+	close(mem);
+	close(fd);
+	return failures ? 1 : 0;
+}
+
 static long anon_huge_kb(void)
 {
 	char line[256];
@@ -425,7 +469,7 @@ static int cmd_cost(const char *label, int npages)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: cowtest cow N | overflow N | unknown | readers | hooks | thp | cost LABEL N | busy SECONDS\n");
+		fprintf(stderr, "usage: cowtest cow N | overflow N | unknown | readers | hooks | remote | thp | cost LABEL N | busy SECONDS\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -439,6 +483,8 @@ int main(int argc, char **argv)
 		return cmd_readers();
 	if (!strcmp(argv[1], "hooks"))
 		return cmd_hooks();
+	if (!strcmp(argv[1], "remote"))
+		return cmd_remote();
 	if (!strcmp(argv[1], "thp"))
 		return cmd_thp();
 	if (!strcmp(argv[1], "cost") && argc > 3)

@@ -117,6 +117,7 @@ block() { # block NAME COMMAND...: the reader's output between markers, checked 
 block static /cowtest cow 3
 block pie /cowtest-pie cow 2
 /cowtrace-read -n -- /cowtest cost "traced" 2000 | grep '^# cost'
+/cowtest remote
 # The kernel turns THP off by itself below 512 MiB of RAM; the test opts in with madvise.
 echo madvise >/sys/kernel/mm/transparent_hugepage/enabled
 /cowtest thp
@@ -203,7 +204,7 @@ while IFS= read -r line; do
 	esac
 done <<<"$vm_tap"
 # A check that silently printed nothing must not pass: the VM reports a fixed number of lines.
-vm_expected=37
+vm_expected=40
 vm_got=$(grep -c . <<<"$vm_tap")
 check "vm: all $vm_expected in-VM checks reported (got $vm_got)" [ "$vm_got" -eq "$vm_expected" ]
 sed -n '/BEGIN-COWTRACE/,/^END-COWTRACE/p' "$log" | sed '/^BEGIN-BLOCK/,/^END-BLOCK$/d' |
