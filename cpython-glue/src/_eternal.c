@@ -1485,7 +1485,7 @@ static PyObject *g_bounds(PyObject *self, PyObject *unused)
 
 /* Test helper: what Py_INCREF compiled with CPython 3.11 headers does. Kept
  * out of line so the trap log names this symbol as the writer. */
-__attribute__((noinline)) void eternal_glue_old_abi_incref(PyObject *o)
+__attribute__((noinline, visibility("default"))) void eternal_glue_old_abi_incref(PyObject *o)
 {
 	*(volatile Py_ssize_t *)&o->ob_refcnt += 1;
 }
