@@ -5,17 +5,30 @@
 #endif
 #include "internal.h"
 
-#include <elfutils/libdwfl.h>
 #include <errno.h>
+
+#if !__has_include(<elfutils/libdwfl.h>)
+/* Built without elfutils: PCs stay numbers in the log. */
+ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
+{
+	(void)pc;
+	(void)buf;
+	(void)len;
+	return -EOPNOTSUPP;
+}
+#else
+#include <elfutils/libdwfl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static pthread_mutex_t g_sym_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t g_sym_once = PTHREAD_ONCE_INIT;
 static Dwfl *g_dwfl;
 static pid_t g_dwfl_pid;
+static uint64_t g_report_ns; /* when /proc/PID/maps was last read */
 
 static char *g_debuginfo_path;
 static const Dwfl_Callbacks g_cb = {
@@ -37,6 +50,13 @@ static void sym_once(void)
 	pthread_atfork(NULL, NULL, sym_atfork_child);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* (Re)read /proc/PID/maps: modules dlopen()ed since the last report appear. */
 static int report(void)
 {
@@ -49,6 +69,7 @@ static int report(void)
 	dwfl_report_begin(g_dwfl);
 	int rc = dwfl_linux_proc_report(g_dwfl, pid);
 	dwfl_report_end(g_dwfl, NULL, NULL);
+	g_report_ns = now_ns();
 	if (rc != 0)
 		return rc > 0 ? -rc : -EIO;
 	g_dwfl_pid = pid;
@@ -71,7 +92,9 @@ ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
 	if (!g_dwfl || g_dwfl_pid != getpid())
 		rc = report();
 	Dwfl_Module *m = rc == 0 ? dwfl_addrmodule(g_dwfl, (Dwarf_Addr)pc) : NULL;
-	if (!m && rc == 0 && report() == 0)
+	/* an address in no module: maybe a library loaded since; but a JIT
+	 * area would make every miss re-read the maps, so at most once a second */
+	if (!m && rc == 0 && now_ns() - g_report_ns > 1000000000ull && report() == 0)
 		m = dwfl_addrmodule(g_dwfl, (Dwarf_Addr)pc);
 	if (!m) {
 		pthread_mutex_unlock(&g_sym_mu);
@@ -94,3 +117,4 @@ ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
 		return -ENOENT;
 	return (size_t)n < len ? n : (int)len - 1;
 }
+#endif

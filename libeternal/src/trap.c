@@ -193,28 +193,38 @@ static int sys_userfaultfd(int flags)
 	return (int)syscall(SYS_userfaultfd, flags);
 }
 
-/* New uffd: without UFFD_USER_MODE_ONLY when allowed (so kernel writes are
- * seen), otherwise with it; /dev/userfaultfd last. Returns fd or -errno. */
+static int dev_userfaultfd(int flags)
+{
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return -errno;
+	int fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+	int e = errno;
+	close(dev);
+	return fd < 0 ? -e : fd;
+}
+
+/* New uffd, the most capable first: the syscall, then /dev/userfaultfd (its
+ * permissions may let an unprivileged user in), both able to see faults the
+ * kernel takes for a syscall; then UFFD_USER_MODE_ONLY, which an unprivileged
+ * process gets with vm.unprivileged_userfaultfd=0, but whose kernel-mode
+ * faults fail with EFAULT. Returns fd or -errno (-EPERM: refused). */
 static int uffd_open(int base_flags, int *used_flags)
 {
 	int flags = base_flags | O_CLOEXEC;
-	int fd = sys_userfaultfd(flags);
-	if (fd < 0 && errno == EPERM) {
-		fd = sys_userfaultfd(flags | UFFD_USER_MODE_ONLY);
-		if (fd >= 0)
-			flags |= UFFD_USER_MODE_ONLY;
-	}
+	int fd = sys_userfaultfd(flags), e = errno;
+	if (fd < 0 && e == ENOSYS)
+		return -ENOSYS;
 	if (fd < 0) {
-		int e = errno;
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-		if (dev >= 0) {
-			fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-			e = errno;
-			close(dev);
+		fd = dev_userfaultfd(flags);
+		if (fd < 0) {
+			fd = sys_userfaultfd(flags | UFFD_USER_MODE_ONLY);
+			if (fd >= 0)
+				flags |= UFFD_USER_MODE_ONLY;
 		}
-		if (fd < 0)
-			return -e;
 	}
+	if (fd < 0)
+		return e == EPERM || errno == EPERM ? -EPERM : -e;
 	if (used_flags)
 		*used_flags = flags;
 	return fd;

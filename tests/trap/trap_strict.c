@@ -5,6 +5,7 @@
 #include "trap-test.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 
@@ -38,6 +39,9 @@ int main(void)
 	CHECK(mkdtemp(dir) != NULL);
 	CHECK(pipe(p) == 0);
 	fixture_init(&f);
+	/* no earlier handler (a sanitizer installs one): the default action is
+	 * what the process must end with */
+	signal(SIGSEGV, SIG_DFL);
 	struct eternal_trap_opts o = { .sz = sizeof(o), .log_dir = dir, .describe = describe,
 				       .flags = ETERNAL_TRAP_STRICT_DESCRIBE };
 	CHECK_RC(eternal_seal(f.r, ETERNAL_MODE_STRICT, &o), 0);
