@@ -32,13 +32,15 @@ struct mapping {
 	char *path; /* NULL for anonymous */
 };
 
-/* What we know of one process's address space, snapshotted the first time we see it. */
+/* What we know of one process's address space: its maps, re-read when a lookup misses. */
 struct proc {
 	uint32_t pid;
-	bool borrowed; /* maps came from the root because the process was gone */
+	struct proc *borrow; /* the process was gone when first seen: use the root's view instead */
 	struct mapping *maps;
 	size_t nmaps;
 	Dwfl *dwfl;
+	uint64_t xsig;      /* signature of the executable mappings behind dwfl */
+	uint64_t refreshed; /* batch number of the last re-read, so a miss re-reads at most once a batch */
 	struct proc *next;
 };
 
@@ -46,6 +48,8 @@ static struct proc *procs;
 static struct proc *root_proc;
 /* First process traced (-p or the COMMAND): the prefork master whose object dump classifies pages. */
 static uint32_t root_pid;
+/* Incremented for every batch of records read from the device. */
+static uint64_t batch;
 
 static const Dwfl_Callbacks dwfl_cbs = {
 	.find_elf = dwfl_build_id_find_elf,
@@ -121,8 +125,32 @@ static int elf_bias(const char *path, uint64_t start, uint64_t offset, GElf_Addr
 	return ret;
 }
 
+static void free_maps(struct mapping *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(m[i].path);
+	free(m);
+}
+
+static uint64_t exec_signature(const struct mapping *m, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!m[i].path || m[i].perms[2] != 'x')
+			continue;
+		h = (h ^ m[i].start) * 1099511628211ULL;
+		for (const char *c = m[i].path; *c; c++)
+			h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+	}
+	return h;
+}
+
 static void proc_report_modules(struct proc *p)
 {
+	if (p->dwfl)
+		dwfl_end(p->dwfl);
+	p->xsig = exec_signature(p->maps, p->nmaps);
 	p->dwfl = dwfl_begin(&dwfl_cbs);
 	if (!p->dwfl)
 		return;
@@ -144,33 +172,48 @@ static void proc_report_modules(struct proc *p)
 	dwfl_report_end(p->dwfl, NULL, NULL);
 }
 
-/* The maps of a process; a process already gone borrows the root's (prefork children share its layout). */
+/* Re-read the maps of a live process (it may have mapped more since); 0 if they were replaced. */
+static int proc_refresh(struct proc *p)
+{
+	struct mapping *maps;
+	size_t n;
+
+	if (p->refreshed == batch || read_maps(p->pid, &maps, &n) < 0)
+		return -1;
+	p->refreshed = batch;
+	free_maps(p->maps, p->nmaps);
+	p->maps = maps;
+	p->nmaps = n;
+	if (exec_signature(maps, n) != p->xsig)
+		proc_report_modules(p);
+	return 0;
+}
+
+/* The process's view; a process already gone borrows the root's (prefork children share its layout). */
 static struct proc *proc_get(uint32_t pid)
 {
 	struct proc *p;
 
 	for (p = procs; p; p = p->next)
 		if (p->pid == pid)
-			return p;
+			return p->borrow ? p->borrow : p;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		abort();
 	p->pid = pid;
+	p->refreshed = batch;
 	if (read_maps(pid, &p->maps, &p->nmaps) < 0) {
 		if (!root_proc) {
 			free(p);
 			return NULL;
 		}
-		p->borrowed = true;
-		p->maps = root_proc->maps;
-		p->nmaps = root_proc->nmaps;
-		p->dwfl = root_proc->dwfl;
+		p->borrow = root_proc;
 	} else {
 		proc_report_modules(p);
 	}
 	p->next = procs;
 	procs = p;
-	return p;
+	return p->borrow ? p->borrow : p;
 }
 
 static const struct mapping *find_mapping(const struct proc *p, uint64_t addr)
@@ -273,6 +316,10 @@ static void print_record(const struct cowtrace_record *r, bool symbolize)
 	const struct mapping *m = find_mapping(p, r->addr);
 	bool first = true;
 
+	/* A miss usually means the process mapped it after we last looked. */
+	if (p && (!m || !p->dwfl || !dwfl_addrmodule(p->dwfl, r->ip)) && proc_refresh(p) == 0)
+		m = find_mapping(p, r->addr);
+
 	printf("REC seq=%" PRIu64 " t=%" PRIu64 ".%09" PRIu64 " pid=%u tid=%u addr=%#" PRIx64 " off=%u ip=%#" PRIx64
 	       " flags=",
 	       (uint64_t)r->seq, (uint64_t)r->time_ns / 1000000000, (uint64_t)r->time_ns % 1000000000, r->pid, r->tid,
@@ -287,8 +334,8 @@ static void print_record(const struct cowtrace_record *r, bool symbolize)
 	if (symbolize) {
 		print_symbol(p, r->ip);
 		printf(" region=%s", !m ? "?" : m->path ? m->path : "anon");
-		if (p && p->borrowed)
-			printf(" maps=root");
+		if (p && p->pid != r->pid)
+			printf(" maps=%u", p->pid);
 	}
 	print_class(r->pid, r->addr);
 	putchar('\n');
@@ -340,9 +387,7 @@ static void snapshot_root(pid_t pid)
 			target[n] = 0;
 			for (size_t k = 0; k < nmaps; k++)
 				has |= maps[k].path && !strcmp(maps[k].path, target) && maps[k].perms[2] == 'x';
-			for (size_t k = 0; k < nmaps; k++)
-				free(maps[k].path);
-			free(maps);
+			free_maps(maps, nmaps);
 			if (has) {
 				root_proc = proc_get((uint32_t)pid);
 				return;
@@ -496,6 +541,7 @@ int main(int argc, char **argv)
 		struct timespec t;
 
 		while ((n = read(fd, buf, sizeof(buf))) > 0) {
+			batch++;
 			for (ssize_t i = 0; i < n / (ssize_t)sizeof(buf[0]); i++)
 				print_record(&buf[i], symbolize);
 			nread += (uint64_t)n / sizeof(buf[0]);
