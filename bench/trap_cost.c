@@ -9,6 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,6 +123,64 @@ static void bench_engine(const char *label, enum eternal_mode mode, enum eternal
 	for (int i = 0; i < repeats; i++)
 		v[i] = run_trap(mode, e, flags, log_dir);
 	report(label, v, repeats, "us per first write");
+}
+
+/* The floor under the precise engine: the same kernel round trip (WP fault,
+ * SIGBUS, un-protect, retry and COW) with a handler that records nothing. */
+static int floor_uffd;
+static void floor_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	struct uffdio_writeprotect wp = {
+		.range = { .start = (uintptr_t)si->si_addr & ~4095ul, .len = 4096 }, .mode = 0 };
+	ioctl(floor_uffd, UFFDIO_WRITEPROTECT, &wp);
+}
+
+static double run_floor(void)
+{
+	size_t len = (size_t)NPAGES * 4096;
+	int mfd = memfd_create("floor", MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, (off_t)len) < 0)
+		exit(1);
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
+	floor_uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
+					      (1 << 12) /* WP_HUGETLBFS_SHMEM */ };
+	struct uffdio_register reg = { .range = { .start = (uintptr_t)p, .len = len }, .mode = UFFDIO_REGISTER_MODE_WP };
+	struct uffdio_writeprotect wp = { .range = { .start = (uintptr_t)p, .len = len },
+					  .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+	if (p == MAP_FAILED || floor_uffd < 0 || ioctl(floor_uffd, UFFDIO_API, &api) < 0 ||
+	    ioctl(floor_uffd, UFFDIO_REGISTER, &reg) < 0 || ioctl(floor_uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+		perror("floor setup");
+		exit(1);
+	}
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = floor_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGBUS, &sa, &old);
+	volatile char sink = 0;
+	for (size_t i = 0; i < NPAGES; i++)
+		sink += p[i * 4096];
+	double t0 = now_us();
+	for (size_t i = 0; i < NPAGES; i++)
+		((volatile char *)p)[i * 4096 + 8] = 2;
+	double t1 = now_us();
+	sigaction(SIGBUS, &old, NULL);
+	close(floor_uffd);
+	munmap(p, len);
+	close(mfd);
+	return (t1 - t0) / NPAGES;
+}
+
+static void bench_floor(void)
+{
+	double v[64];
+	for (int i = 0; i < repeats; i++)
+		v[i] = run_floor();
+	report("floor: bare uffd SIGBUS handler, no record", v, repeats, "us per first write");
 }
 
 static void bench_audit(void)
@@ -258,10 +321,17 @@ int main(int argc, char **argv)
 	printf("kernel %s, %ld cpus, %d repeats, %d pages per trap run\n\n", u.release,
 	       sysconf(_SC_NPROCESSORS_ONLN), repeats, NPAGES);
 	printf("| what | median | min | max | unit |\n|---|---|---|---|---|\n");
-	if (!strcmp(only, "precise"))
+	if (!strcmp(only, "precise")) {
+		bench_floor();
 		bench_engine("precise (uffd WP + SIGBUS)", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_PRECISE, 0, NULL);
+	}
+	if (!strcmp(only, "thread")) {
+		bench_engine("thread, follows the writer's CPU", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_THREAD, 0, NULL);
+		bench_engine("thread, busy-poll", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_THREAD, ETERNAL_TRAP_BUSY_POLL, NULL);
+	}
 	if (!strcmp(only, "all") || !strcmp(only, "trap")) {
 		bench_engine("baseline: mode off (private COW fault)", ETERNAL_MODE_OFF, 0, 0, NULL);
+		bench_floor();
 		bench_engine("precise (uffd WP + SIGBUS)", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_PRECISE, 0, NULL);
 		bench_engine("precise + JSON log dir", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_PRECISE, 0, dir);
 		bench_engine("thread, follows the writer's CPU", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_THREAD, 0, NULL);
