@@ -74,6 +74,41 @@ enum eternal_state {
 /* ------------------------------------------------------------------ */
 /* Region                                                              */
 
+/**
+ * NUMA policy of the sealed tier. It is set on the memfd itself (the shared
+ * policy of shmem), so every mapping in every process sees it, and the pages
+ * are placed when the tier grows, before anyone reads them.
+ */
+enum eternal_numa_policy {
+	ETERNAL_NUMA_DEFAULT = 0,    /**< no policy: the kernel's (node of the CPU that grows the tier) */
+	ETERNAL_NUMA_INTERLEAVE = 1, /**< pages round-robin over numa_nodes (0: every allowed node) */
+	ETERNAL_NUMA_BIND = 2,       /**< pages only from numa_nodes (0: every allowed node); growth
+				          fails with -ENOMEM when those nodes are full */
+	ETERNAL_NUMA_PREFERRED = 3,  /**< pages from the lowest node of numa_nodes (0: the creating
+				          CPU's node), from others when it is full */
+	ETERNAL_NUMA_LOCAL = 4,      /**< pages from the node of the CPU that grows the tier */
+};
+#define ETERNAL_NUMA_MAX_NODES 64
+
+/** Huge pages (hugetlb, MFD_HUGETLB) for the sealed tier. */
+enum eternal_huge {
+	ETERNAL_HUGE_OFF = 0,     /**< normal pages */
+	ETERNAL_HUGE_TRY = 1,     /**< hugetlb pages if the pool has free pages, else normal pages
+				       (stats say why); the grow step is rounded up to the huge page */
+	ETERNAL_HUGE_REQUIRE = 2, /**< hugetlb pages or eternal_region_create() fails (-ENOMEM) */
+};
+
+/** Why the sealed tier does or does not use huge pages (eternal_stats.huge_status). */
+enum eternal_huge_status {
+	ETERNAL_HUGE_STATUS_OFF = 0,         /**< not requested */
+	ETERNAL_HUGE_STATUS_ACTIVE = 1,      /**< hugetlb pages in use */
+	ETERNAL_HUGE_STATUS_POOL_EMPTY = 2,  /**< no free page in the pool (vm.nr_hugepages) */
+	ETERNAL_HUGE_STATUS_UNSUPPORTED = 3, /**< kernel refused MFD_HUGETLB (no hugetlbfs, or no
+					          sealing on it) */
+	ETERNAL_HUGE_STATUS_TOO_LARGE = 4,   /**< default huge page larger than 2 MiB (the
+					          reservation's alignment) */
+};
+
 /** Region flags. */
 #define ETERNAL_REGION_NOLOCK (1u << 0) /**< caller serialises all calls (e.g. holds the GIL) */
 
@@ -84,6 +119,10 @@ struct eternal_region_opts {
 	size_t cow_reserve;    /**< address space for the cow tier; default 512 MiB */
 	size_t grow_step;      /**< memfd growth granule, a page multiple; default 2 MiB */
 	unsigned flags;        /**< ETERNAL_REGION_* */
+	/* Placement of the sealed tier (appended in 0.1; see "Placement" below). */
+	enum eternal_numa_policy numa_policy; /**< default ETERNAL_NUMA_DEFAULT: the kernel's */
+	uint64_t numa_nodes;   /**< bit K = node K (nodes 0..63); 0 means every allowed node */
+	enum eternal_huge huge_pages; /**< default ETERNAL_HUGE_OFF */
 };
 
 /**
@@ -294,10 +333,50 @@ struct eternal_stats {
 	uint64_t tag_bytes[ETERNAL_NTIERS][256];
 	uint64_t trap_writes[ETERNAL_NTIERS]; /**< trapped first writes, this process */
 	uint64_t trap_dropped;                /**< events lost to a full ring */
+	/* Placement of the sealed tier (appended in 0.1). */
+	int32_t numa_policy;    /**< enum eternal_numa_policy set on the memfd */
+	uint64_t numa_nodes;    /**< its node mask (bit K = node K); 0 for DEFAULT and LOCAL */
+	uint64_t page_size;     /**< bytes per page backing the sealed tier */
+	int32_t huge_status;    /**< enum eternal_huge_status */
+	int32_t huge_errno;     /**< errno behind a fallback, 0 if none */
+	int32_t replica_node;   /**< node of the replica this process maps, -1 none */
+	uint32_t replicas;      /**< replicas built (eternal_replicas_build) */
+	uint64_t replica_bytes; /**< memory they hold */
 };
 
 /** Fill @out (set out->sz first). Return zero or -errno. */
 ETERNAL_API int eternal_stats_get(const eternal_region *r, struct eternal_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Placement                                                           */
+
+/**
+ * Count the committed pages of the sealed tier per NUMA node, as mapped in
+ * this process: @per_node[K] += pages on node K (pages of the tier's page
+ * size), for K < @nnodes. Return: the number of pages counted, or -errno
+ * (-ENOSYS kernel without NUMA).
+ */
+ETERNAL_API int eternal_numa_pages(const eternal_region *r, uint64_t *per_node, size_t nnodes);
+
+/**
+ * After eternal_seal() in strict or off mode: copy the sealed tier once per
+ * node of @nodes (0: every allowed node), each copy a sealed memfd whose
+ * pages are bound to its node. Call it in the parent before forking: the
+ * copies are shared by every worker on the same node. Memory grows by one
+ * committed size per node; the copy runs at memcpy speed.
+ * Return: the number of replicas built, -EINVAL (node outside the allowed
+ * set), -EOPNOTSUPP (trap or audit mode, or not sealed), -EALREADY, -ENOMEM.
+ */
+ETERNAL_API int eternal_replicas_build(eternal_region *r, uint64_t nodes);
+
+/**
+ * Map the replica of @node (-1: the node of the CPU this thread runs on) at
+ * the sealed tier's address, in place of what was mapped there: every
+ * pointer stays valid, reads come from that node. Call it in a worker after
+ * pinning it. Return: the node attached, -ENOENT no replica for that node,
+ * -EOPNOTSUPP no replicas built, -EBADF.
+ */
+ETERNAL_API int eternal_replica_attach(eternal_region *r, int node);
 
 /* ------------------------------------------------------------------ */
 /* Misc                                                                */
@@ -310,6 +389,8 @@ ETERNAL_API void eternal_set_log(eternal_log_fn fn, void *arg);
 
 ETERNAL_API const char *eternal_mode_name(enum eternal_mode mode);
 ETERNAL_API const char *eternal_engine_name(enum eternal_trap_engine engine);
+ETERNAL_API const char *eternal_numa_policy_name(enum eternal_numa_policy policy);
+ETERNAL_API const char *eternal_huge_status_name(enum eternal_huge_status status);
 ETERNAL_API const char *eternal_version(void);
 
 #ifdef __cplusplus

@@ -58,6 +58,7 @@ struct tier {
 	size_t nholes, cap_holes;
 	struct eternal_tier_stats st;
 	uint64_t tag_blocks[256], tag_bytes[256];
+	size_t page_size;         /* of the memfd's pages: huge for a hugetlb sealed tier */
 };
 
 struct eternal_trap; /* trap.c */
@@ -76,6 +77,17 @@ struct eternal_region {
 	struct tier tier[ETERNAL_NTIERS];
 	struct eternal_trap *trap;    /* trap/audit state, NULL otherwise */
 	struct eternal_region *next;  /* registry, for fork handlers */
+	struct eternal_placement {    /* placement.c */
+		int policy;               /* enum eternal_numa_policy applied */
+		uint64_t nodes;           /* resolved node mask */
+		int kmode;                /* MPOL_* given to the kernel */
+		int huge;                 /* enum eternal_huge requested */
+		int huge_status, huge_errno;
+		int replica_fd[ETERNAL_NUMA_MAX_NODES]; /* -1: none (valid once nreplicas > 0) */
+		unsigned nreplicas;
+		int replica_node;         /* attached in this process, -1 none */
+		uint64_t replica_bytes;
+	} place;
 };
 
 /* region.c */
@@ -85,6 +97,17 @@ ETERNAL_HIDDEN int _eternal_check(const struct eternal_region *r);
 ETERNAL_HIDDEN void _eternal_log(enum eternal_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 ETERNAL_HIDDEN struct tier *_eternal_tier_get(const struct eternal_region *r, uintptr_t p);
+
+/* placement.c: NUMA policy and huge pages of the sealed tier. region.c calls
+ * init after the options are checked, memfd instead of memfd_create, apply
+ * once the tier is mapped, close when the region closes; alloc.c grows the
+ * memfd through fallocate so that the pages land where the policy says. */
+ETERNAL_HIDDEN int _eternal_place_init(struct eternal_region *r, const struct eternal_region_opts *o);
+ETERNAL_HIDDEN int _eternal_place_memfd(struct eternal_region *r, struct tier *t, const char *name);
+ETERNAL_HIDDEN int _eternal_place_apply(struct eternal_region *r, struct tier *t);
+ETERNAL_HIDDEN int _eternal_place_fallocate(struct eternal_region *r, struct tier *t, off_t off, off_t len);
+ETERNAL_HIDDEN void _eternal_place_close(struct eternal_region *r);
+ETERNAL_HIDDEN void _eternal_place_stats(const struct eternal_region *r, struct eternal_stats *st);
 
 /* trap.c: the trap and audit engines. seal.c calls prepare before the
  * irreversible part of sealing (so a missing feature leaves the region
