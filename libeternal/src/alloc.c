@@ -64,6 +64,7 @@ static inline int bit_test(const uint64_t *map, size_t i)
 static int commit_to(struct eternal_region *r, struct tier *t, uintptr_t end)
 {
 	size_t need = end - t->base, want;
+	int rc;
 
 	if (need <= t->committed)
 		return 0;
@@ -74,8 +75,9 @@ static int commit_to(struct eternal_region *r, struct tier *t, uintptr_t end)
 		return errno == EPERM ? -EROFS : -ENOMEM;
 	/* Allocate the pages now: a shmem page that cannot be allocated at
 	 * fault time is a SIGBUS, here it is a clean -ENOMEM. */
-	if (t->fd >= 0 && fallocate(t->fd, 0, (off_t)t->committed, (off_t)(want - t->committed)) < 0 &&
-	    errno != EOPNOTSUPP) {
+	if (t->fd >= 0 &&
+	    (rc = _eternal_place_fallocate(r, t, (off_t)t->committed, (off_t)(want - t->committed))) < 0 &&
+	    rc != -EOPNOTSUPP) {
 		if (ftruncate(t->fd, (off_t)t->committed) < 0) /* cannot fail: it only shrinks */
 			_eternal_log(ETERNAL_LOG_WARN, "commit: cannot shrink memfd back: %d", -errno);
 		return -ENOMEM;

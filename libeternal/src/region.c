@@ -179,8 +179,10 @@ static void fork_child(void)
 		 * the shared mapping into its parent's objects: give it a
 		 * private view of the same pages instead. */
 		if (atomic_load(&r->state) == ETERNAL_STATE_WARMUP && t->fd >= 0)
+			/* NORESERVE: a private hugetlb mapping would otherwise
+			 * reserve copies of the whole range and fail. */
 			mmap((void *)t->base, t->limit - t->base, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_FIXED, t->fd, 0);
+			     MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, t->fd, 0);
 		_eternal_unlock(r);
 	}
 	pthread_mutex_unlock(&registry_mu);
@@ -243,16 +245,25 @@ static int sealed_open(struct eternal_region *r, struct tier *t)
 	char name[80];
 	int fd;
 
+	int rc;
+
 	snprintf(name, sizeof(name), "%s:sealed", r->name);
-	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	fd = _eternal_place_memfd(r, t, name); /* shmem, or hugetlb if asked */
 	if (fd < 0)
-		return -errno;
+		return fd;
+	/* NORESERVE: hugetlb would reserve huge pages for the whole range
+	 * at mmap; growth allocates them instead (no effect on shmem). */
 	if (mmap((void *)t->base, t->limit - t->base, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+		 MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0) == MAP_FAILED) {
 		int e = -errno;
 
 		close(fd);
 		return e;
+	}
+	rc = _eternal_place_apply(r, t); /* NUMA policy, before any page exists */
+	if (rc < 0) {
+		close(fd);
+		return rc;
 	}
 	t->fd = fd;
 	return 0;
@@ -309,6 +320,9 @@ int eternal_region_create(const struct eternal_region_opts *opts, eternal_region
 	r->grow_step = o.grow_step;
 	snprintf(r->name, sizeof(r->name), "%s", o.name);
 	r->tier[0].fd = r->tier[1].fd = -1;
+	rc = _eternal_place_init(r, &o);
+	if (rc < 0)
+		goto fail_free;
 
 	/* sealed tier | one span | cow tier | one span: the spans around the
 	 * cow tier hold its marker pages and stay out of every tier. */
@@ -403,6 +417,7 @@ int eternal_region_close(eternal_region *r)
 	_eternal_lock(r);
 	atomic_store(&r->state, ETERNAL_STATE_CLOSED);
 	_eternal_trap_close(r);
+	_eternal_place_close(r);
 	munmap((void *)r->base, r->limit - r->base);
 	munmap(r->meta, r->meta_size);
 	for (int i = 0; i < ETERNAL_NTIERS; i++) {

@@ -33,6 +33,7 @@ int eternal_stats_get(const eternal_region *r, struct eternal_stats *out)
 		memcpy(st.tag_bytes[i], t->tag_bytes, sizeof(t->tag_bytes));
 	}
 	_eternal_trap_stats(r, &st);
+	_eternal_place_stats(r, &st);
 	_eternal_unlock(w);
 	/* An older caller gets the prefix it knows about. */
 	memcpy(out, &st, st.sz);
