@@ -692,6 +692,16 @@ static void on_sigsegv(int sig, siginfo_t *si, void *uc)
 			errno = saved;
 			return;
 		}
+		/* ENOMEM: every scattered page un-protected splits the VMA and
+		 * vm.max_map_count is reached. Give the whole tier back rather
+		 * than kill the process; the lost protection counts as drops. */
+		uintptr_t lo = atomic_load(&t->rng[tier].lo), hi = atomic_load(&t->rng[tier].hi);
+		if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) == 0) {
+			atomic_store(&t->rng[tier].hi, lo);
+			atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+			errno = saved;
+			return;
+		}
 	} else if (t && t->mode == ETERNAL_MODE_STRICT && tier == ETERNAL_TIER_SEALED) {
 		bool write = true;
 #if defined(__x86_64__)
@@ -863,7 +873,20 @@ static void *handler_thread(void *arg)
 				}
 				last_tid = tid;
 			}
-			uffd_wp(t->uffd, page_down(a), (uintptr_t)g_page, false);
+			if (uffd_wp(t->uffd, page_down(a), (uintptr_t)g_page, false) < 0 &&
+			    uffd_wp(t->uffd, page_down(a), (uintptr_t)g_page, false) < 0) {
+				/* the writer would wait forever: unregister, which wakes it */
+				struct uffdio_range ur = { .start = page_down(a), .len = (uintptr_t)g_page };
+				if (hit == t) {
+					ur.start = atomic_load(&t->rng[tier].lo);
+					ur.len = atomic_load(&t->rng[tier].hi) - ur.start;
+					atomic_store(&t->rng[tier].hi, ur.start);
+				}
+				ioctl(t->uffd, UFFDIO_UNREGISTER, &ur);
+				atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+				_eternal_log(ETERNAL_LOG_ERROR, "trap: cannot un-protect %#lx (%s): tier disarmed",
+					     (unsigned long)a, strerror(errno));
+			}
 		}
 	}
 	for (int i = 0; i < TID_CACHE; i++)
