@@ -147,7 +147,6 @@ struct eternal_trap {
 	/* thread engine */
 	pthread_t thr;
 	bool thr_running;
-	int stop_fd;                  /* eventfd: stops the handler thread */
 	int pin_cpu;                  /* cpu the handler thread is pinned to, -1 none */
 
 	/* log sinks */
@@ -804,38 +803,39 @@ static void pin_self(int cpu)
 	sched_setaffinity(0, sizeof(set), &set);
 }
 
-static void *handler_thread(void *arg)
+static void close_tid_cache(void *arg)
 {
-	struct eternal_trap *t = arg;
-	struct tid_fd cache[TID_CACHE];
+	struct tid_fd *cache = arg;
+	for (int i = 0; i < TID_CACHE; i++)
+		if (cache[i].fd >= 0)
+			close(cache[i].fd);
+}
+
+static void handler_loop(struct eternal_trap *t, struct tid_fd *cache)
+{
 	struct uffd_msg msgs[16];
 	bool busy = t->flags & ETERNAL_TRAP_BUSY_POLL, warned = false;
 	pid_t last_tid = 0;
-	sigset_t all;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	for (int i = 0; i < TID_CACHE; i++)
-		cache[i] = (struct tid_fd){ 0, -1 };
 	if (!busy && t->pin_cpu >= 0)
 		pin_self(t->pin_cpu);
 	for (;;) {
-		ssize_t n = read(t->uffd, msgs, sizeof(msgs));
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR) {
-				if (busy) {
-					if (atomic_load_explicit(&t->wstop, memory_order_relaxed) & 2)
-						break;
-					continue;
-				}
-				struct pollfd p[2] = { { t->uffd, POLLIN, 0 }, { t->stop_fd, POLLIN, 0 } };
-				if (poll(p, 2, -1) < 0 && errno != EINTR)
-					break;
-				if (p[1].revents)
+		ssize_t n;
+		if (busy) {
+			n = read(t->uffd, msgs, sizeof(msgs)); /* O_NONBLOCK */
+			if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+				if (atomic_load_explicit(&t->wstop, memory_order_relaxed) & 2)
 					break;
 				continue;
 			}
-			break; /* EBADF: closed under us */
+		} else {
+			pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+			n = read(t->uffd, msgs, sizeof(msgs));
+			pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+			if (n < 0 && errno == EINTR)
+				continue;
 		}
+		if (n < 0)
+			break; /* EBADF: closed under us */
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
 			struct uffd_msg *m = &msgs[i];
 			if (m->event != UFFD_EVENT_PAGEFAULT)
@@ -889,9 +889,22 @@ static void *handler_thread(void *arg)
 			}
 		}
 	}
+}
+
+static void *handler_thread(void *arg)
+{
+	struct tid_fd cache[TID_CACHE];
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	for (int i = 0; i < TID_CACHE; i++)
-		if (cache[i].fd >= 0)
-			close(cache[i].fd);
+		cache[i] = (struct tid_fd){ 0, -1 };
+	/* One blocking read(2) per fault, no poll: stop_threads() cancels the
+	 * thread, and only while it waits there, never inside a callback. */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	pthread_cleanup_push(close_tid_cache, cache);
+	handler_loop(arg, cache);
+	pthread_cleanup_pop(1);
 	return NULL;
 }
 
@@ -1009,8 +1022,6 @@ static void trap_free(struct eternal_trap *t)
 		close(t->uffd);
 	if (t->pagemap_fd >= 0)
 		close(t->pagemap_fd);
-	if (t->stop_fd >= 0)
-		close(t->stop_fd);
 	if (t->wake_fd >= 0)
 		close(t->wake_fd);
 	if (t->log_fd >= 0)
@@ -1023,7 +1034,7 @@ static void trap_free(struct eternal_trap *t)
 
 static int open_uffd_for(struct eternal_trap *t)
 {
-	int nb = t->engine == ETERNAL_ENGINE_THREAD ? O_NONBLOCK : 0;
+	int nb = t->engine == ETERNAL_ENGINE_THREAD && (t->flags & ETERNAL_TRAP_BUSY_POLL) ? O_NONBLOCK : 0;
 	int fd = uffd_open(nb, &t->uffd_flags);
 	if (fd < 0)
 		return fd;
@@ -1057,7 +1068,8 @@ static void stop_threads(struct eternal_trap *t)
 	ssize_t w;
 	if (t->thr_running) {
 		atomic_fetch_or(&t->wstop, 2);
-		w = write(t->stop_fd, &one, sizeof(one));
+		if (!(t->flags & ETERNAL_TRAP_BUSY_POLL))
+			pthread_cancel(t->thr);
 		pthread_join(t->thr, NULL);
 		t->thr_running = false;
 	}
@@ -1145,7 +1157,7 @@ ETERNAL_HIDDEN int _eternal_trap_prepare(struct eternal_region *r, enum eternal_
 	t->flags = opt.flags;
 	t->cow = mode != ETERNAL_MODE_STRICT && (opt.flags & ETERNAL_TRAP_COW_TIER);
 	t->features = feat;
-	t->uffd = t->pagemap_fd = t->stop_fd = t->wake_fd = t->log_fd = -1;
+	t->uffd = t->pagemap_fd = t->wake_fd = t->log_fd = -1;
 	t->pin_cpu = -1;
 	t->describe = opt.describe;
 	t->describe_arg = opt.describe_arg;
@@ -1182,11 +1194,6 @@ ETERNAL_HIDDEN int _eternal_trap_prepare(struct eternal_region *r, enum eternal_
 		}
 	}
 	if (eng == ETERNAL_ENGINE_THREAD) {
-		t->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (t->stop_fd < 0) {
-			rc = -errno;
-			goto fail;
-		}
 		int cpu = sched_getcpu();
 		t->pin_cpu = cpu;
 	}
@@ -1382,10 +1389,6 @@ static void rearm_child(struct eternal_trap *t)
 	if (t->pagemap_fd >= 0) {
 		close(t->pagemap_fd);
 		t->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	}
-	if (t->stop_fd >= 0) {
-		close(t->stop_fd);
-		t->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	}
 	if (t->wake_fd >= 0) {
 		close(t->wake_fd);

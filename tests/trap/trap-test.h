@@ -24,11 +24,17 @@ static inline enum eternal_trap_engine engine_arg(int argc, char **argv)
 	const char *e = argc > 1 ? argv[1] : "auto";
 	if (!strcmp(e, "precise"))
 		return ETERNAL_ENGINE_PRECISE;
-	if (!strcmp(e, "thread"))
+	if (!strcmp(e, "thread") || !strcmp(e, "thread-busy"))
 		return ETERNAL_ENGINE_THREAD;
 	if (!strcmp(e, "mprotect"))
 		return ETERNAL_ENGINE_MPROTECT;
 	return ETERNAL_ENGINE_AUTO;
+}
+
+/* "thread-busy": the thread engine busy-polling instead of sleeping */
+static inline unsigned engine_flags(int argc, char **argv)
+{
+	return argc > 1 && !strcmp(argv[1], "thread-busy") ? ETERNAL_TRAP_BUSY_POLL : 0;
 }
 
 /* Skip (kernel lacks it) when the engine's probe says no. */

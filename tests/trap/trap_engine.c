@@ -23,7 +23,7 @@ int main(int argc, char **argv)
 
 	need_engine(e);
 	fixture_init(&f);
-	CHECK_RC(fixture_seal(&f, ETERNAL_MODE_TRAP, e, 0, 0, NULL), 0);
+	CHECK_RC(fixture_seal(&f, ETERNAL_MODE_TRAP, e, engine_flags(argc, argv), 0, NULL), 0);
 	struct eternal_stats st = get_stats(f.r);
 	CHECK(st.mode == ETERNAL_MODE_TRAP);
 	CHECK(e == ETERNAL_ENGINE_AUTO ? st.engine != ETERNAL_ENGINE_AUTO : st.engine == e);

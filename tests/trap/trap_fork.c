@@ -14,7 +14,7 @@ int main(int argc, char **argv)
 
 	need_engine(e);
 	fixture_init(&f);
-	CHECK_RC(fixture_seal(&f, ETERNAL_MODE_TRAP, e, 0, 0, NULL), 0);
+	CHECK_RC(fixture_seal(&f, ETERNAL_MODE_TRAP, e, engine_flags(argc, argv), 0, NULL), 0);
 	writer(f.blk[1], 11);
 	CHECK_RC(eternal_trap_read(f.r, ev, 8), 1);
 	CHECK(ev[0].block_start == (uintptr_t)f.blk[1]);

@@ -30,7 +30,7 @@ int main(int argc, char **argv)
 
 	need_engine(e);
 	fixture_init(&f);
-	CHECK_RC(fixture_seal(&f, ETERNAL_MODE_TRAP, e, 0, 0, NULL), 0);
+	CHECK_RC(fixture_seal(&f, ETERNAL_MODE_TRAP, e, engine_flags(argc, argv), 0, NULL), 0);
 	for (int round = 0; round < 20; round++) {
 		/* fresh pages each round: blocks 10..13 and 20 are rewritten, so
 		 * only round 0 traps; later rounds check no re-trap and no hang */
