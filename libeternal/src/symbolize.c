@@ -18,8 +18,12 @@ ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
 }
 #else
 #include <elfutils/libdwfl.h>
+#include <limits.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/auxv.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,7 +61,26 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* (Re)read /proc/PID/maps: modules dlopen()ed since the last report appear. */
+/* The loader's module list, for when /proc/PID/maps is unreadable: a process
+ * that dropped root (setuid) is not dumpable, and its /proc files are root's. */
+static int phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	char exe[4096];
+	const char *path = info->dlpi_name;
+	(void)size;
+	if (!path || !*path) {
+		/* the main program: its path from the exec, as the loader saw it */
+		const char *fn = (const char *)getauxval(AT_EXECFN);
+		if (!fn || !realpath(fn, exe))
+			return 0;
+		path = exe;
+	}
+	if (access(path, R_OK) == 0)
+		dwfl_report_elf(arg, path, path, -1, info->dlpi_addr, false);
+	return 0;
+}
+
+/* (Re)read the module list: modules dlopen()ed since the last report appear. */
 static int report(void)
 {
 	pid_t pid = getpid();
@@ -68,6 +91,10 @@ static int report(void)
 	}
 	dwfl_report_begin(g_dwfl);
 	int rc = dwfl_linux_proc_report(g_dwfl, pid);
+	if (rc != 0) {
+		dl_iterate_phdr(phdr_cb, g_dwfl);
+		rc = 0;
+	}
 	dwfl_report_end(g_dwfl, NULL, NULL);
 	g_report_ns = now_ns();
 	if (rc != 0)
