@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -480,13 +481,38 @@ static bool is_code(uintptr_t a)
 	return false;
 }
 
+extern void *__libc_stack_end; /* glibc: the main thread's initial sp */
+
+/* Executable PT_LOAD segments, for a process whose /proc/self/maps is
+ * unreadable (not dumpable after setuid). */
+static int phdr_exec(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	int *n = arg;
+	(void)size;
+	for (int i = 0; i < info->dlpi_phnum && *n < MAX_EXEC; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+			continue;
+		g_exec[*n].lo = info->dlpi_addr + ph->p_vaddr;
+		g_exec[*n].hi = g_exec[*n].lo + ph->p_memsz;
+		(*n)++;
+	}
+	return 0;
+}
+
 static void read_maps(void)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
 	char line[512];
 	int n = 0;
-	if (!f)
+	if (!f) {
+		atomic_store(&g_nexec, 0);
+		dl_iterate_phdr(phdr_exec, &n);
+		atomic_store_explicit(&g_nexec, n, memory_order_release);
+		if (!g_main_stack_hi)
+			g_main_stack_hi = page_up((uintptr_t)__libc_stack_end);
 		return;
+	}
 	atomic_store(&g_nexec, 0);
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi;

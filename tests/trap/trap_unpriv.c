@@ -51,6 +51,10 @@ static int try_engine(enum eternal_trap_engine e)
 		return 4;
 	char sym[128] = "";
 	int srcs = ev[0].pc ? eternal_symbolize(ev[0].pc, sym, sizeof(sym)) : -EINVAL;
+	/* nor the frame walk: the leaf writer's caller is found from the loader's list */
+	if (ev[0].engine == ETERNAL_ENGINE_PRECISE &&
+	    !(ev[0].nframes >= 1 && ev[0].frames[0] >= (uintptr_t)try_engine && ev[0].frames[0] < (uintptr_t)try_engine + 4096))
+		return 6;
 	/* symbolization must not depend on /proc/self/maps, unreadable here */
 	if (ev[0].pc && (srcs <= 0 || strncmp(sym, "writer", 6) != 0))
 		return 5;
