@@ -121,8 +121,10 @@ build_one() { # build_one stock|patched -> prints the bin dir
 		echo "$dir/prefix/bin"
 		return
 	fi
+	# Leftovers of interrupted builds (the lock says none is running).
+	rm -rf "$CACHE/builds/$kind-$VERSION-"*.tmp.*
 	tmp=$dir.tmp.$$
-	rm -rf "$tmp" && mkdir -p "$tmp"
+	mkdir -p "$tmp"
 	log "$kind: extracting into $tmp"
 	tar -C "$tmp" -xf "$CACHE/$TARBALL"
 	mv "$tmp/Python-$VERSION" "$tmp/src"
@@ -138,10 +140,14 @@ build_one() { # build_one stock|patched -> prints the bin dir
 	log "$kind: make install"
 	(cd "$tmp/src" && nice -n 10 make install DESTDIR="$tmp/destdir" >"$tmp/install.log" 2>&1) ||
 		{ tail -30 "$tmp/install.log" >&2; die "$kind: make install failed ($tmp/install.log)"; }
-	# Keep the configured tree (tests use it); drop the previous build of this kind.
 	mv "$tmp/destdir$dir/prefix" "$tmp/prefix"
 	rm -rf "$tmp/destdir"
+	# The build tree is 450 MB; KEEP_TREE=1 keeps it for incremental work.
+	[ "${KEEP_TREE:-0}" = 1 ] || rm -rf "$tmp/src"
 	rm -rf "$dir" && mv "$tmp" "$dir"
+	# Keep this build and the one before it of the same kind, drop older ones.
+	ls -dt "$CACHE/builds/$kind-$VERSION-"* | grep -v '\.tmp\.' | tail -n +3 |
+		while read -r old; do log "$kind: removing old build $old"; rm -rf "$old"; done
 	echo "$dir/prefix/bin"
 }
 

@@ -34,7 +34,7 @@ static struct {
 	unsigned long long captures, capture_errors, passthrough, rejected;
 	unsigned long long fallback_blocks, fallback_bytes;
 	unsigned long long code_moved, code_moved_heap, interned_swaps;
-	unsigned long long orphans, strays, sealed_frees_ignored, freezes;
+	unsigned long long orphans, strays, sealed_frees_ignored, freezes, interned_extra, cache_purged;
 } C;
 
 /* ------------------------------------------------------------------ */
@@ -349,6 +349,10 @@ static void walk(struct walk *w, PyObject *o, int in_set, int depth)
 	}
 }
 
+/* Short strings (names, file names, keys) are interned at clean-up: a
+ * region str interned after sealing would get its state written. */
+#define INTERN_MAX 64
+
 static void untrack(PyObject *o)
 {
 	if (PyObject_GC_IsTracked(o))
@@ -362,6 +366,10 @@ static void process_leaf(struct walk *w, PyObject *o)
 
 	if (t == &PyUnicode_Type) {
 		glue_intern_immortal(o);
+		if (PyUnicode_GET_LENGTH(o) <= INTERN_MAX && !PyUnicode_CHECK_INTERNED(o)) {
+			glue_intern_now(o);
+			C.interned_extra++;
+		}
 		(void)PyObject_Hash(o);
 		if (!PyUnicode_IS_ASCII(o)) {
 			if (!PyUnicode_AsUTF8AndSize(o, NULL)) {
@@ -558,6 +566,7 @@ static void window_close(struct window *win, struct walk *w)
 		else if (r < 0)
 			PyErr_Clear();
 	}
+	C.cache_purged += (unsigned long long)glue_typecache_purge();
 	strays(w);
 	if (win->gc_was)
 		PyGC_Enable();
@@ -1243,6 +1252,8 @@ static PyObject *g_stats(PyObject *self, PyObject *unused)
 	dict_set_ull(d, "stray_blocks", C.strays);
 	dict_set_ull(d, "sealed_frees_ignored", C.sealed_frees_ignored);
 	dict_set_ull(d, "freezes", C.freezes);
+	dict_set_ull(d, "interned_extra", C.interned_extra);
+	dict_set_ull(d, "typecache_purged", C.cache_purged);
 	if (PyErr_Occurred())
 		goto err;
 	objs = PyDict_New();

@@ -1,7 +1,11 @@
 # tests/glue/workload.py - the workloads of the glue tests and figures: import every
 # importable stdlib module (plus django/jinja2/sympy), then exercise what was imported.
-import importlib
 import os
+
+if os.environ.get("ETERNAL") == "1":
+    import eternal._autostart  # noqa: F401  (what eternal.pth does when installed)
+
+import importlib
 import pkgutil
 import sys
 import warnings
