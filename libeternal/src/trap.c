@@ -960,7 +960,7 @@ static bool symbolize_any(uint64_t pc, char *buf, size_t len)
 
 static void log_one(struct eternal_trap *t, const struct eternal_trap_event *ev)
 {
-	char sym[256], fsym[ETERNAL_TRAP_MAX_FRAMES][128], desc[256], line[4096];
+	char sym[256], fsym[ETERNAL_TRAP_MAX_FRAMES][128], desc[512], line[4096];
 	const char *fp[ETERNAL_TRAP_MAX_FRAMES];
 	const char *sp = NULL, *dp = NULL;
 	if (ev->pc && symbolize_any(ev->pc, sym, sizeof(sym)))
