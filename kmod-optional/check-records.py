@@ -1,6 +1,7 @@
 # check-records.py - host-side checks of one "cowtrace-read -- cowtest cow N" block from the VM console:
 # each child's chosen pages give exactly one record with its pid, the page and an ip inside cow_write_page.
 """usage: check-records.py BLOCK_FILE BINARY LABEL   (prints TAP lines, exits 0)
+       check-records.py BLOCK_FILE - cpython      (the cowpy.py block: classification checks)
 
 BINARY is the cowtest that ran in the VM; `nm -S` gives cow_write_page's link address and size.
 For a static non-PIE binary the runtime address must equal the link address; for a PIE the
@@ -14,18 +15,44 @@ def tap(ok, name):
     print(("ok - " if ok else "not ok - ") + name)
 
 
+def parse_recs(text):
+    return [dict(kv.split("=", 1) for kv in m.group(1).split() if "=" in kv)
+            for m in re.finditer(r"^REC (.*)$", text, re.M)]
+
+
+def check_cpython(text, label):
+    """cowpy.py under cowtrace-read --classify: the worker's copied pages are classed by bench/cowmap.py."""
+    rc = re.search(r"^READER-RC (\d+)", text, re.M)
+    child = re.search(r"^PYCHILD (\d+) (\d+)", text, re.M)
+    recs = parse_recs(text)
+    tap(rc is not None and rc.group(1) == "0" and child is not None and child.group(2) == "0",
+        f"{label}: reader ran python3 and exited 0")
+    skipped = re.search(r"classification skipped.*", text)
+    tap(not skipped and bool(recs) and all("class" in r for r in recs), f"{label}: classification ran")
+    mine = [r for r in recs if child and r["pid"] == child.group(1)]
+    hist = {}
+    for r in mine:
+        hist[r.get("class", "-")] = hist.get(r.get("class", "-"), 0) + 1
+    tap(hist.get("str", 0) >= 10, f"{label}: worker's str pages classed str")
+    if skipped:
+        print("# " + skipped.group(0))
+    print(f"# {label}: {len(recs)} records, worker {len(mine)}: " +
+          ", ".join(f"{k}={v}" for k, v in sorted(hist.items(), key=lambda kv: -kv[1])))
+    return 0
+
+
 def main():
     block, binary, label = sys.argv[1:4]
     text = open(block, errors="replace").read()
+    if label.startswith("cpython"):
+        return check_cpython(text, label)
     nm = subprocess.run(["nm", "-S", binary], capture_output=True, text=True).stdout
     link = size = None
     for line in nm.splitlines():
         parts = line.split()
         if len(parts) == 4 and parts[3] == "cow_write_page":
             link, size = int(parts[0], 16), int(parts[1], 16)
-    recs = []
-    for m in re.finditer(r"^REC (.*)$", text, re.M):
-        recs.append(dict(kv.split("=", 1) for kv in m.group(1).split() if "=" in kv))
+    recs = parse_recs(text)
     exp = [(int(p), int(a, 16)) for p, a in re.findall(r"^EXPECT pid=(\d+) addr=(0x[0-9a-f]+)", text, re.M)]
     ro = {int(a, 16) for a in re.findall(r"^READONLY addr=(0x[0-9a-f]+)", text, re.M)}
     sym = re.search(r"^SYM cow_write_page (0x[0-9a-f]+)", text, re.M)

@@ -3,13 +3,13 @@
 # and checks the records; one TAP line per check, exit 0 only when every check passed.
 #
 # The host kernel cannot load modules, hence the VM. Artifacts are cached in build-kmod/<hash of inputs>/
-# so a rerun only boots the VM. Env: COWTRACE_BUILD (cache dir), COWTRACE_VM_TIMEOUT (s, default 100),
+# so a rerun only boots the VM. Env: COWTRACE_BUILD (cache dir), COWTRACE_VM_TIMEOUT (s, default 110),
 # COWTRACE_KEEP_LOG=1 prints the whole console log.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 cache=${COWTRACE_BUILD:-$top/build-kmod}
-vm_timeout=${COWTRACE_VM_TIMEOUT:-100}
+vm_timeout=${COWTRACE_VM_TIMEOUT:-110}
 t_start=$(date +%s)
 nfail=0
 npass=0
@@ -49,6 +49,8 @@ command -v make >/dev/null || missing+=(make)
 command -v gcc >/dev/null || missing+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
 [ -f /usr/include/elfutils/libdwfl.h ] || missing+=(libdw-dev)
+# The CPython check runs the host's /usr/bin/python3 inside the VM through a read-only 9p export of /.
+[ -x /usr/bin/python3 ] || missing+=(python3)
 command -v nm >/dev/null || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "# installing: ${missing[*]}"
@@ -63,8 +65,10 @@ ok "packages present (kernel $kver)"
 t_work=$(date +%s)
 echo "# package check/install took $((t_work - t_start)) s"
 
+VIRTFS_MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci 9pnet 9pnet_virtio netfs fscache 9p"
+
 # --- 2. build (cached by hash of every input) -----------------------------------------------------
-inputs=(cowtrace.c cowtrace.h Kbuild Makefile cowtest.c cowtrace-read.c test-in-vm.sh)
+inputs=(cowtrace.c cowtrace.h Kbuild Makefile cowtest.c cowtrace-read.c test-in-vm.sh cowmap-classify.py cowpy.py)
 key=$( (cd "$here" && cat "${inputs[@]}"; echo "$kver"; sha256sum /boot/vmlinuz-"$kver" /bin/busybox) \
 	| sha256sum | cut -c1-16)
 out=$cache/$key
@@ -86,9 +90,13 @@ if [ ! -f "$out/initrd.gz" ]; then
 		awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/.*[^:]$/ { print $1 }' | sort -u); do
 		mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"
 	done
-	# The module needs nothing from /lib/modules (kprobes, tracepoints, misc and debugfs are built in);
-	# modules.builtin lets modprobe-style tools in the VM say so instead of failing.
-	mkdir -p "$root/lib/modules/$kver" && cp "/lib/modules/$kver/modules.builtin" "$root/lib/modules/$kver/"
+	# cowtrace.ko needs nothing from /lib/modules (kprobes, tracepoints, misc and debugfs are built in);
+	# the CPython check mounts the host's / over virtio-9p, whose drivers are modules (dependency order).
+	mkdir -p "$root/mods"
+	for m in $VIRTFS_MODULES; do
+		cp "$(modinfo -k "$kver" -n "$m")" "$root/mods/$m.ko" || bail "copy module $m"
+	done
+	echo "$VIRTFS_MODULES" >"$root/mods/order"
 	cat >"$root/init" <<'EOF'
 #!/bin/busybox sh
 # init - runs the cowtrace checks inside the VM; TAP lines and marked blocks go to the serial console.
@@ -102,12 +110,13 @@ mount -t tmpfs tmp /tmp
 echo
 echo "BEGIN-COWTRACE $(uname -r)"
 res() { if [ "$1" = 0 ]; then echo "ok - $2"; else echo "not ok - $2"; fi; }
+mark() { echo "# at $(cut -d' ' -f1 /proc/uptime) s: $*"; } # where the VM's time goes
 oops() { dmesg | grep -E 'BUG:|Oops|WARNING:|general protection|Call Trace' >/dev/null && echo 1 || echo 0; }
 
-/cowtest cost "no module" 2000
+/cowtest cost "no module" 1000
 insmod /cowtrace.ko; res $? "insmod cowtrace.ko"
 [ -c /dev/cowtrace ]; res $? "/dev/cowtrace exists"
-/cowtest cost "loaded, idle" 2000
+/cowtest cost "loaded, idle" 1000
 
 block() { # block NAME COMMAND...: the reader's output between markers, checked on the host
 	echo "BEGIN-BLOCK $1"
@@ -117,9 +126,30 @@ block() { # block NAME COMMAND...: the reader's output between markers, checked 
 	cat /tmp/blk.out /tmp/blk.err
 	echo "END-BLOCK"
 }
+mark blocks
 block static /cowtest cow 3
 block pie /cowtest-pie cow 2
-/cowtrace-read -n -- /cowtest cost "traced" 2000 | grep '^# cost'
+/cowtrace-read -n -- /cowtest cost "traced" 1000 | grep '^# cost'
+
+# CPython: the host's python3 and this repo through a read-only 9p export, chrooted; paths come
+# from the kernel command line (COWTRACE_TOP, COWTRACE_OUT end up in our environment).
+mark cpython
+for m in $(cat /mods/order); do insmod /mods/$m.ko || echo "# insmod $m failed"; done
+mkdir -p /host
+if mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /host; then
+	mount -t proc proc /host/proc
+	mount -t devtmpfs dev /host/dev
+	mount -t tmpfs tmp /host/tmp
+	echo "BEGIN-BLOCK python"
+	chroot /host "$COWTRACE_OUT/src/cowtrace-read" --classify --cowmap "$COWTRACE_TOP/bench/cowmap.py" \
+		-- /usr/bin/python3 "$COWTRACE_OUT/src/cowpy.py" "$COWTRACE_TOP/bench" >/tmp/blk.out 2>/tmp/blk.err
+	echo "READER-RC $?"
+	cat /tmp/blk.out /tmp/blk.err
+	echo "END-BLOCK"
+else
+	echo "# 9p mount of the host failed"
+fi
+mark bad input
 /cowtest remote
 # The kernel turns THP off by itself below 512 MiB of RAM; the test opts in with madvise.
 echo madvise >/sys/kernel/mm/transparent_hugepage/enabled
@@ -141,6 +171,7 @@ wait $rpid
 /cowtrace-read -n --classify --cowmap /nonexistent/cowmap.py -t 0.2 -p 1 >/dev/null 2>/tmp/cls.err
 grep -q "classification skipped" /tmp/cls.err; res $? "reader: --classify without cowmap says it skipped"
 /cowtest hooks
+mark rmmod
 
 # Unload with a reader open: refused, module stays usable.
 exec 3</dev/cowtrace
@@ -150,7 +181,7 @@ rc=$?
 exec 3<&-
 
 # Unload while tracing a process that keeps breaking COW: hooks removed under it, no crash.
-/cowtest busy 3 &
+/cowtest busy 2 &
 bpid=$!
 sleep 1
 rmmod cowtrace
@@ -165,6 +196,7 @@ insmod /cowtrace.ko buffer_records=64; res $? "insmod again with buffer_records=
 rmmod cowtrace; res $? "rmmod after overflow test"
 [ "$(oops)" = 0 ]; res $? "no kernel BUG/Oops/WARNING at the end"
 dmesg | grep -E 'BUG:|Oops|WARNING:|cowtrace' | head -20 | sed 's/^/# dmesg: /'
+mark end
 echo "END-COWTRACE"
 poweroff -f
 EOF
@@ -184,7 +216,9 @@ t_boot=$(date +%s)
 timeout -k 5 "$vm_timeout" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 512 \
 	-nographic -no-reboot -nic none -monitor none -serial stdio \
 	-kernel "/boot/vmlinuz-$kver" -initrd "$out/initrd.gz" \
-	-append "console=ttyS0 panic=-1 quiet loglevel=3" </dev/null 2>&1 |
+	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+	-append "console=ttyS0 panic=-1 quiet loglevel=3 COWTRACE_TOP=$top COWTRACE_OUT=$out" \
+	</dev/null 2>&1 |
 	sed -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' >"$log"
 qrc=${PIPESTATUS[0]}
 echo "# vm ran $(($(date +%s) - t_boot)) s, qemu exit $qrc, console log: $log"
@@ -233,6 +267,20 @@ for blk in static:cowtest pie:cowtest-pie; do
 		grep -v '^REC' "$cache/block-$name.txt" | head -40 | sed 's/^/# block: /'
 	fi
 done
+
+# CPython under the reader with --classify: bench/cowmap.py classes the pages the worker copied.
+sed -n '/^BEGIN-BLOCK python$/,/^END-BLOCK$/p' "$log" >"$cache/block-python.txt"
+if [ -f "$top/bench/cowmap.py" ]; then
+	before=$nfail
+	tap_from < <(python3 "$here/check-records.py" "$cache/block-python.txt" - "cpython")
+	if [ "$nfail" -gt "$before" ]; then
+		grep -v '^REC' "$cache/block-python.txt" | head -40 | sed 's/^/# block: /'
+	fi
+else
+	for c in "reader ran python3 and exited 0" "classification ran" "worker's str pages classed str"; do
+		ok "cpython: $c # SKIP bench/cowmap.py absent"
+	done
+fi
 
 # The classification bridge runs on the host (no python in the VM): cowmap.py's classify() on a live pid.
 cowmap=$top/bench/cowmap.py
