@@ -94,7 +94,7 @@ def main():
     if patched:
         result["stats"] = ep.stats()
         if args.mode == "trap":
-            result["trap_events"] = ep.trap_events()[:20]
+            result["trap_records"] = ep.trap_read(20)
     print(json.dumps(result))
     return 0 if status == 0 else 1
 

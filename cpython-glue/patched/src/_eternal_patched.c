@@ -371,10 +371,14 @@ describe(const struct eternal_trap_event *ev, char *buf, size_t len, void *arg)
             field = "ob_type";
         }
         else if (ev->tag == TAG_STR) {
-            field = off == offsetof(PyASCIIObject, hash) ? "hash"
+            /* The block stays mapped and readable: its ascii bit says where data starts. */
+            const PyASCIIObject *a = (const PyASCIIObject *)(uintptr_t)ev->block_start;
+            size_t head = a == NULL || a->state.ascii ? sizeof(PyASCIIObject)
+                                                      : sizeof(PyCompactUnicodeObject);
+            field = off == offsetof(PyASCIIObject, length) ? "length"
+                  : off == offsetof(PyASCIIObject, hash) ? "hash"
                   : off == offsetof(PyASCIIObject, state) ? "state (interned bits)"
-                  : off >= offsetof(PyCompactUnicodeObject, utf8_length)
-                    && off < sizeof(PyCompactUnicodeObject) ? "utf8" : "data";
+                  : off >= head ? "data" : "utf8";
         }
         else if (ev->tag == TAG_BYTES) {
             /* ob_shash (deprecated, still the hash cache) sits before ob_sval */
@@ -923,7 +927,7 @@ trap_record(const struct eternal_trap_event *ev)
         }
     }
     const char *field = strchr(what, ' ');
-    PyObject *r = Py_BuildValue("{sisisKssssKsssKsKsOsOsssK}",
+    PyObject *r = Py_BuildValue("{sisisKsssssKsssKsKsOsOsssK}",
         "pid", ev->pid, "tid", ev->tid, "seq", (unsigned long long)ev->seq,
         "tier", ev->tier == ETERNAL_TIER_SEALED ? "sealed" : "cow",
         "type", ev->tag < NTAGS ? tag_names[ev->tag] : "?",
