@@ -50,13 +50,48 @@ for pc in libdw numa liburing; do
 done
 [ -e /usr/include/numa.h ] && ! echo "$libs" | grep -q lnuma && libs="$libs -lnuma"
 
+# The capture path needs CPython 3.12 (shared libpython) and the glue's
+# sources, compiled here with the same instrumentation and registered as a
+# built-in module of the embedded interpreter.
+PYCFG=${FUZZ_PYTHON_CONFIG:-$(pyenv root 2>/dev/null)/versions/3.12.1/bin/python3.12-config}
+glue_objs=()
+GLUE=$OUT/cpython-glue/src
+if [ "${FUZZ_TREE:-head}" = worktree ]; then
+	rm -rf "$GLUE" && mkdir -p "$OUT/cpython-glue" && cp -r "$ROOT/cpython-glue/src" "$GLUE"
+elif grev=$(git -C "$ROOT" rev-parse -q --verify HEAD:cpython-glue/src 2>/dev/null); then
+	if [ "$(cat "$OUT/glue.rev" 2>/dev/null)" != "$grev" ]; then
+		rm -rf "$GLUE" "$OUT/obj-glue" && git -C "$ROOT" archive HEAD cpython-glue/src | tar -x -C "$OUT"
+		echo "$grev" >"$OUT/glue.rev"
+	fi
+fi
+if [ -x "$PYCFG" ] && [ -f "$GLUE/_eternal.c" ]; then
+	mkdir -p "$OUT/obj-glue"
+	for src in "$GLUE"/*.c; do
+		o="$OUT/obj-glue/$(basename "$src" .c).o"
+		if [ ! -e "$o" ] || [ -n "$(find "$GLUE" "$stamp" -newer "$o" -type f | head -1)" ]; then
+			$CC $CFLAGS -fsanitize=fuzzer-no-link $($PYCFG --includes) -Wno-missing-field-initializers \
+				-Wno-unused-parameter -Wno-cast-function-type -Wno-deprecated-declarations -c "$src" -o "$o"
+		fi
+		glue_objs+=("$o")
+	done
+fi
+
 for h in "$ROOT"/tests/fuzz/fuzz_*.c; do
 	name=$(basename "$h" .c)
+	extra=()
+	if [ "$name" = fuzz_marshal ]; then
+		if [ ${#glue_objs[@]} -eq 0 ]; then
+			echo "skipping $name: no CPython 3.12 python3.12-config or no glue sources" >&2
+			rm -f "$OUT/$name"
+			continue
+		fi
+		extra=($($PYCFG --includes) "${glue_objs[@]}" $($PYCFG --ldflags --embed))
+	fi
 	if [ ! -e "$OUT/$name" ] || [ "$h" -nt "$OUT/$name" ] || [ "$ROOT/tests/fuzz/fuzz-model.h" -nt "$OUT/$name" ] ||
-		[ "$stamp" -nt "$OUT/$name" ]; then
+		[ "$stamp" -nt "$OUT/$name" ] || [ -n "$(find "$OUT/obj-glue" -newer "$OUT/$name" -name '*.o' 2>/dev/null | head -1)" ]; then
 		# Warnings are errors in our own harnesses; the library's own
 		# -Werror build is the gcc one.
-		$CC $CFLAGS -Werror -fsanitize=fuzzer "$h" "${objs[@]}" $libs -o "$OUT/$name"
+		$CC $CFLAGS -Werror -fsanitize=fuzzer "$h" "${objs[@]}" "${extra[@]}" $libs -o "$OUT/$name"
 	fi
 done
-echo "fuzzers in $OUT: $(cd "$OUT" && ls fuzz_* | tr '\n' ' ')"
+echo "fuzzers in $OUT: $(cd "$OUT" && ls fuzz_* | grep -v "\." | tr '\n' ' ')"

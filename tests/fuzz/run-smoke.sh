@@ -25,12 +25,17 @@ ntap=1
 
 fail=0
 for exe in "$OUT"/fuzz_*; do
+	[ -x "$exe" ] || continue
 	name=$(basename "$exe")
 	corpus=$HERE/corpus/${name#fuzz_}
 	# New inputs go to a scratch directory: the committed corpus stays as is.
 	scratch=$(mktemp -d)
-	log=$OUT/$name.smoke.log
-	args=(-runs="$RUNS" -max_len=2048 -timeout=25 -rss_limit_mb=2048 -seed=1 -artifact_prefix="$OUT/$name-")
+	mkdir -p "$OUT/logs"
+	log=$OUT/logs/$name.smoke.log
+	runs=$RUNS
+	# The capture path runs an embedded interpreter: ~5x slower per run.
+	[ "$name" = fuzz_marshal ] && runs=$((RUNS / 3))
+	args=(-runs="$runs" -max_len=16384 -malloc_limit_mb=2048 -timeout=25 -rss_limit_mb=2048 -seed=1 -artifact_prefix="$OUT/$name-")
 	[ -f "$HERE/$name.dict" ] && args+=(-dict="$HERE/$name.dict")
 	start=$(date +%s)
 	timeout 120 nice -n 10 "$exe" "${args[@]}" "$scratch" "$corpus" >"$log" 2>&1
@@ -48,11 +53,5 @@ for exe in "$OUT"/fuzz_*; do
 	fi
 done
 
-# The capture path: marshal data fed through the glue's capture window.
-if [ -x "$HERE/run-marshal-fuzz.sh" ]; then
-	out=$("$HERE/run-marshal-fuzz.sh" --smoke) || fail=1
-	echo "$out" | grep -E '^(not )?ok ' || true
-	ntap=$((ntap + $(echo "$out" | grep -cE '^(not )?ok ')))
-fi
 echo "1..$ntap"
 exit $fail
