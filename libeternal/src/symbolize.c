@@ -33,6 +33,7 @@ static pthread_once_t g_sym_once = PTHREAD_ONCE_INIT;
 static Dwfl *g_dwfl;
 static pid_t g_dwfl_pid;
 static uint64_t g_report_ns; /* when /proc/PID/maps was last read */
+static uint64_t g_gen = 1;     /* bumped by every report(): cached answers expire */
 
 static char *g_debuginfo_path;
 static const Dwfl_Callbacks g_cb = {
@@ -97,6 +98,7 @@ static int report(void)
 	}
 	dwfl_report_end(g_dwfl, NULL, NULL);
 	g_report_ns = now_ns();
+	g_gen++;
 	if (rc != 0)
 		return rc > 0 ? -rc : -EIO;
 	g_dwfl_pid = pid;
@@ -109,13 +111,10 @@ static const char *base_name(const char *p)
 	return s ? s + 1 : p ? p : "?";
 }
 
-ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
+/* Resolve under g_sym_mu into @buf (len > 0). */
+static int resolve(uint64_t pc, char *buf, size_t len)
 {
 	int rc = 0;
-	if (!buf || !len || !pc)
-		return -EINVAL;
-	pthread_once(&g_sym_once, sym_once);
-	pthread_mutex_lock(&g_sym_mu);
 	if (!g_dwfl || g_dwfl_pid != getpid())
 		rc = report();
 	Dwfl_Module *m = rc == 0 ? dwfl_addrmodule(g_dwfl, (Dwarf_Addr)pc) : NULL;
@@ -123,10 +122,8 @@ ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
 	 * area would make every miss re-read the maps, so at most once a second */
 	if (!m && rc == 0 && now_ns() - g_report_ns > 1000000000ull && report() == 0)
 		m = dwfl_addrmodule(g_dwfl, (Dwarf_Addr)pc);
-	if (!m) {
-		pthread_mutex_unlock(&g_sym_mu);
+	if (!m)
 		return rc < 0 ? rc : -ENOENT;
-	}
 	Dwarf_Addr start = 0;
 	const char *mod = dwfl_module_info(m, NULL, &start, NULL, NULL, NULL, NULL, NULL);
 	GElf_Off off = 0;
@@ -137,11 +134,50 @@ ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
 		n = snprintf(buf, len, "%s+0x%lx (%s)", name, (unsigned long)off, base_name(mod));
 	else
 		n = snprintf(buf, len, "?? (%s+0x%lx)", base_name(mod), (unsigned long)(pc - start));
-	pthread_mutex_unlock(&g_sym_mu);
 	if (n < 0)
 		return -EIO;
 	if (!name)
 		return -ENOENT;
 	return (size_t)n < len ? n : (int)len - 1;
+}
+
+/* The same few PCs write over and over (a refcount increment, a cache fill):
+ * remember answers, until the module list is read again. */
+#define SYM_CACHE 1024
+struct sym_ent {
+	uint64_t pc, gen;
+	int rc;
+	char s[200];
+};
+static struct sym_ent *g_cache;
+
+ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
+{
+	if (!buf || !len || !pc)
+		return -EINVAL;
+	pthread_once(&g_sym_once, sym_once);
+	pthread_mutex_lock(&g_sym_mu);
+	if (!g_cache)
+		g_cache = calloc(SYM_CACHE, sizeof(*g_cache));
+	struct sym_ent *e = g_cache ? &g_cache[(pc * 0x9e3779b97f4a7c15ull) >> 54] : NULL;
+	int rc;
+	if (e && e->pc == pc && e->gen == g_gen && g_dwfl_pid == getpid()) {
+		rc = e->rc;
+		snprintf(buf, len, "%s", e->s);
+	} else {
+		char tmp[sizeof(e->s)];
+		rc = resolve(pc, tmp, sizeof(tmp));
+		snprintf(buf, len, "%s", rc > 0 || rc == -ENOENT ? tmp : "");
+		if (e && (rc > 0 || rc == -ENOENT)) {
+			e->pc = pc;
+			e->gen = g_gen;
+			e->rc = rc;
+			memcpy(e->s, tmp, sizeof(tmp));
+		}
+	}
+	pthread_mutex_unlock(&g_sym_mu);
+	if (rc > 0)
+		rc = (int)strlen(buf);
+	return rc;
 }
 #endif

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -96,6 +95,14 @@ static bool ring_push(struct ring *q, const struct eternal_trap_event *ev)
 	return true;
 }
 
+/* Nothing published at the head of the queue (a slot claimed but not yet
+ * filled counts as empty: its producer kicks the consumer afterwards). */
+static bool ring_empty(struct ring *q)
+{
+	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	return atomic_load_explicit(&q->slots[pos % q->cap].seq, memory_order_acquire) != pos + 1;
+}
+
 static bool ring_pop(struct ring *q, struct eternal_trap_event *ev)
 {
 	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
@@ -157,6 +164,7 @@ struct eternal_trap {
 	pthread_t wthr;
 	bool wthr_running;
 	_Atomic int wstop;
+	_Atomic int wsleep;           /* the writer waits on wake_fd: recorders must kick it */
 	pthread_mutex_t wmu;          /* serialises draining (writer thread vs eternal_trap_read) */
 	struct eternal_trap_event *hist; /* events already logged, kept for eternal_trap_read */
 	uint64_t hist_cap, hist_head, hist_count;
@@ -617,10 +625,15 @@ static void record(struct eternal_trap *t, struct eternal_trap_event *ev)
 	atomic_fetch_add_explicit(&t->writes[ev->tier], 1, memory_order_relaxed);
 	if (!ring_push(&t->ring, ev))
 		atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+	/* Kick the log writer only if it sleeps: a burst of traps costs one
+	 * wake-up, not one each (the writer re-checks the ring before it sleeps). */
 	if (t->wake_fd >= 0) {
-		uint64_t one = 1;
-		ssize_t w = write(t->wake_fd, &one, sizeof(one));
-		(void)w;
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_exchange(&t->wsleep, 0)) {
+			uint64_t one = 1;
+			ssize_t w = write(t->wake_fd, &one, sizeof(one));
+			(void)w;
+		}
 	}
 }
 
@@ -990,16 +1003,21 @@ static void *writer_thread(void *arg)
 	sigset_t all;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	while (!(atomic_load(&t->wstop) & 1)) {
+	for (;;) {
 		uint64_t v;
-		struct pollfd p = { t->wake_fd, POLLIN, 0 };
-		if (poll(&p, 1, -1) < 0 && errno != EINTR)
-			break;
-		ssize_t rd = read(t->wake_fd, &v, sizeof(v));
-		(void)rd;
 		pthread_mutex_lock(&t->wmu);
 		drain_locked(t);
 		pthread_mutex_unlock(&t->wmu);
+		if (atomic_load(&t->wstop) & 1)
+			break;
+		atomic_store(&t->wsleep, 1);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (!ring_empty(&t->ring)) {
+			atomic_store(&t->wsleep, 0);
+			continue;
+		}
+		if (read(t->wake_fd, &v, sizeof(v)) < 0 && errno != EINTR && errno != EAGAIN)
+			break;
 	}
 	return NULL;
 }
@@ -1232,7 +1250,7 @@ ETERNAL_HIDDEN int _eternal_trap_prepare(struct eternal_region *r, enum eternal_
 		if ((rc = open_log(t)) < 0)
 			goto fail;
 		if (mode == ETERNAL_MODE_TRAP) {
-			t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			t->wake_fd = eventfd(0, EFD_CLOEXEC); /* the writer blocks in read(2) */
 			t->hist_cap = t->ring.cap;
 			t->hist = calloc(t->hist_cap, sizeof(*t->hist));
 			if (t->wake_fd < 0 || !t->hist) {
@@ -1416,9 +1434,10 @@ static void rearm_child(struct eternal_trap *t)
 		close(t->pagemap_fd);
 		t->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	}
+	atomic_store(&t->wsleep, 0);
 	if (t->wake_fd >= 0) {
 		close(t->wake_fd);
-		t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		t->wake_fd = eventfd(0, EFD_CLOEXEC);
 	}
 	if (t->log_dir && open_log(t) < 0 && t->log_fd >= 0) {
 		close(t->log_fd); /* never append the child's records to the parent's file */
