@@ -8,6 +8,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -64,6 +65,7 @@ static inline int bit_test(const uint64_t *map, size_t i)
 static int commit_to(struct eternal_region *r, struct tier *t, uintptr_t end)
 {
 	size_t need = end - t->base, want;
+	struct rlimit fsz;
 	int rc;
 
 	if (need <= t->committed)
@@ -71,6 +73,11 @@ static int commit_to(struct eternal_region *r, struct tier *t, uintptr_t end)
 	want = (need + r->grow_step - 1) / r->grow_step * r->grow_step;
 	if (want > t->limit - t->base)
 		want = t->limit - t->base;
+	/* Growing a file past RLIMIT_FSIZE raises SIGXFSZ, whose default
+	 * action kills the process: refuse the growth here instead. */
+	if (t->fd >= 0 && getrlimit(RLIMIT_FSIZE, &fsz) == 0 && fsz.rlim_cur != RLIM_INFINITY &&
+	    want > fsz.rlim_cur)
+		return -ENOMEM;
 	if (t->fd >= 0 && ftruncate(t->fd, (off_t)want) < 0)
 		return errno == EPERM ? -EROFS : -ENOMEM;
 	/* Allocate the pages now: a shmem page that cannot be allocated at
