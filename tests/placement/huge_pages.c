@@ -1,0 +1,212 @@
+/* huge_pages.c - Description: the sealed tier on hugetlb pages: used when the pool has pages
+ * (else normal pages and the reason in stats), grows in huge pages, seals, traps; huge-pages.sh sets the pool. */
+#include "place-test.h"
+
+#include <eternal.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+static long meminfo(const char *key)
+{
+	char line[128];
+	long v = -1;
+	size_t n = strlen(key);
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+static eternal_region *r;
+static void *blk[64];
+static uintptr_t lo, lim;
+
+static eternal_region *make(enum eternal_huge huge, enum eternal_numa_policy pol, int *rc)
+{
+	struct eternal_region_opts o = { .sz = sizeof(o), .sealed_reserve = 64ul << 20, .cow_reserve = 8ul << 20,
+					 .grow_step = 64ul << 10, .numa_policy = pol, .huge_pages = huge };
+	eternal_region *x = NULL;
+
+	*rc = eternal_region_create(&o, &x);
+	return x;
+}
+
+static void writer(void *arg)
+{
+	(void)arg;
+	*(volatile char *)blk[1] = 1;
+}
+
+static void reader(void *arg)
+{
+	long dirty;
+
+	(void)arg;
+	for (int i = 0; i < 3; i++)
+		if (!t_pattern_check(blk[i], 1ul << 20, (unsigned)i))
+			_exit(1);
+	dirty = t_smaps_range_kb(getpid(), lo, lim, "Private_Dirty");
+	_exit(dirty == 0 ? 0 : 2);
+}
+
+static int active(long hp)
+{
+	struct eternal_stats st = { .sz = sizeof(st) };
+	uint64_t per_node[64] = { 0 }, allowed = pt_allowed_nodes(), nodes;
+	long free0 = meminfo("HugePages_Free");
+	char tag[64];
+	int rc, pages, status;
+
+	r = make(ETERNAL_HUGE_TRY, ETERNAL_NUMA_INTERLEAVE, &rc);
+	CHECK_RC(rc, 0);
+	CHECK_RC(eternal_stats_get(r, &st), 0);
+	CHECK_RC(st.huge_status, ETERNAL_HUGE_STATUS_ACTIVE);
+	CHECK_RC(st.page_size, hp);
+	CHECK_RC(eternal_tier_bounds(r, ETERNAL_TIER_SEALED, &lo, &lim), 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK_RC(eternal_alloc(r, ETERNAL_TIER_SEALED, 1ul << 20, 0, 0, &blk[i]), 0);
+		t_pattern_fill(blk[i], 1ul << 20, (unsigned)i);
+	}
+	CHECK_RC(eternal_alloc(r, ETERNAL_TIER_SEALED, 100, 0, 0, &blk[3]), 0);
+	CHECK_RC(eternal_stats_get(r, &st), 0);
+	/* The 64 KiB grow step was rounded up: ftruncate on hugetlbfs takes whole pages. */
+	CHECK(st.tier[0].committed > 0 && st.tier[0].committed % (uint64_t)hp == 0);
+	CHECK(meminfo("HugePages_Free") <= free0 - (long)(st.tier[0].committed / (uint64_t)hp));
+	snprintf(tag, sizeof(tag), "kernelpagesize_kB=%ld", hp >> 10);
+	CHECK(strstr(pt_numa_maps((void *)lo), " huge "));
+	CHECK(strstr(pt_numa_maps((void *)lo), tag));
+	/* hugetlbfs keeps no shared policy: the mapping's own policy shows. */
+	CHECK_RC(pt_policy_at((void *)lo, &nodes), MPOL_INTERLEAVE);
+	CHECK_RC(nodes, allowed);
+	pages = eternal_numa_pages(r, per_node, 64);
+	CHECK_RC(pages, st.tier[0].committed / (uint64_t)hp);
+	for (int k = 0; k < 64; k++) {
+		if (per_node[k])
+			printf("# node %d: %llu huge pages\n", k, (unsigned long long)per_node[k]);
+		if (allowed >> k & 1)
+			CHECK(per_node[k] + 1 >= (uint64_t)pages / (uint64_t)pt_popcount(allowed));
+		else
+			CHECK(per_node[k] == 0);
+	}
+	CHECK_RC(eternal_seal(r, ETERNAL_MODE_STRICT, NULL), 0);
+	/* numa_maps names the page size only for a VMA with pages mapped. */
+	CHECK(*(volatile char *)blk[0] == *(char *)blk[0]);
+	CHECK(strstr(pt_numa_maps((void *)lo), tag));
+	status = t_fork_run(writer, NULL);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+	CHECK_RC(t_fork_run(reader, NULL), 0);
+	CHECK_RC(eternal_region_close(r), 0);
+	return T_PASS;
+}
+
+static int fallback(void)
+{
+	struct eternal_stats st = { .sz = sizeof(st) };
+	int rc;
+
+	if (meminfo("HugePages_Free") - meminfo("HugePages_Rsvd") > 0)
+		t_skip("the huge page pool is not empty (run through huge-pages.sh)");
+	r = make(ETERNAL_HUGE_TRY, ETERNAL_NUMA_DEFAULT, &rc);
+	CHECK_RC(rc, 0);
+	CHECK_RC(eternal_stats_get(r, &st), 0);
+	CHECK_RC(st.huge_status, ETERNAL_HUGE_STATUS_POOL_EMPTY);
+	CHECK_RC(st.huge_errno, ENOMEM);
+	CHECK_RC(st.page_size, sysconf(_SC_PAGESIZE));
+	CHECK_RC(eternal_alloc(r, ETERNAL_TIER_SEALED, 3ul << 20, 0, 0, &blk[0]), 0);
+	CHECK_RC(eternal_seal(r, ETERNAL_MODE_STRICT, NULL), 0);
+	CHECK_RC(eternal_region_close(r), 0);
+	make(ETERNAL_HUGE_REQUIRE, ETERNAL_NUMA_DEFAULT, &rc);
+	CHECK_RC(rc, -ENOMEM);
+	return T_PASS;
+}
+
+/* More than the pool holds: a clean -ENOMEM from the allocator, never a SIGBUS. */
+static int exhaust(long hp)
+{
+	struct eternal_stats st = { .sz = sizeof(st) };
+	long avail = meminfo("HugePages_Free") - meminfo("HugePages_Rsvd");
+	int rc, n = 0;
+
+	r = make(ETERNAL_HUGE_TRY, ETERNAL_NUMA_DEFAULT, &rc);
+	CHECK_RC(rc, 0);
+	CHECK_RC(eternal_stats_get(r, &st), 0);
+	CHECK_RC(st.huge_status, ETERNAL_HUGE_STATUS_ACTIVE);
+	while ((rc = eternal_alloc(r, ETERNAL_TIER_SEALED, 1ul << 20, 0, 0, &blk[n % 64])) == 0) {
+		t_pattern_fill(blk[n % 64], 1ul << 20, (unsigned)n);
+		CHECK(++n < 64 * 1024);
+	}
+	CHECK_RC(rc, -ENOMEM);
+	CHECK_RC(eternal_stats_get(r, &st), 0);
+	printf("# pool %ld pages, %d MiB allocated, committed %llu MiB\n", avail, n,
+	       (unsigned long long)st.tier[0].committed >> 20);
+	CHECK(st.tier[0].committed <= (uint64_t)avail * (uint64_t)hp);
+	CHECK(st.tier[0].alloc_failures >= 1);
+	CHECK_RC(eternal_seal(r, ETERNAL_MODE_STRICT, NULL), 0);
+	CHECK(t_pattern_check(blk[(n - 1) % 64], 1ul << 20, (unsigned)(n - 1)));
+	CHECK_RC(eternal_region_close(r), 0);
+	return T_PASS;
+}
+
+/* Trap mode on huge pages: each first write per page is logged and proceeds. */
+static int trap(enum eternal_trap_engine engine)
+{
+	struct eternal_trap_opts to = { .sz = sizeof(to), .engine = engine };
+	struct eternal_trap_event ev[8];
+	struct eternal_stats st = { .sz = sizeof(st) };
+	int rc;
+
+	if (eternal_trap_probe(engine) != 1)
+		t_skip("trap engine %s unavailable", eternal_engine_name(engine));
+	r = make(ETERNAL_HUGE_TRY, ETERNAL_NUMA_DEFAULT, &rc);
+	CHECK_RC(rc, 0);
+	CHECK_RC(eternal_stats_get(r, &st), 0);
+	CHECK_RC(st.huge_status, ETERNAL_HUGE_STATUS_ACTIVE);
+	CHECK_RC(eternal_alloc(r, ETERNAL_TIER_SEALED, 3ul << 20, 0, 0, &blk[0]), 0);
+	t_pattern_fill(blk[0], 3ul << 20, 7);
+	CHECK_RC(eternal_seal(r, ETERNAL_MODE_TRAP, &to), 0);
+	CHECK_RC(eternal_stats_get(r, &st), 0);
+	CHECK_RC(st.mode, ETERNAL_MODE_TRAP);
+	((volatile char *)blk[0])[100] = 42;
+	((volatile char *)blk[0])[200] = 43; /* same page: no second record */
+	CHECK_RC(eternal_trap_read(r, ev, 8), 1);
+	CHECK(ev[0].addr == (uint64_t)(uintptr_t)blk[0] + 100);
+	CHECK(((char *)blk[0])[100] == 42 && ((char *)blk[0])[200] == 43);
+	((volatile char *)blk[0])[(2ul << 20) + 5] = 44; /* the next huge page */
+	CHECK_RC(eternal_trap_read(r, ev, 8), 1);
+	CHECK(ev[0].addr == (uint64_t)(uintptr_t)blk[0] + (2ul << 20) + 5);
+	/* The rest of the page came along with the private copy. */
+	CHECK(t_pattern_check((char *)blk[0] + 4096, 4096, 7));
+	CHECK_RC(eternal_region_close(r), 0);
+	return T_PASS;
+}
+
+int main(int argc, char **argv)
+{
+	long hp = meminfo("Hugepagesize") << 10;
+	const char *m = argc > 1 ? argv[1] : "";
+
+	if (hp <= 0)
+		t_skip("kernel without hugetlbfs");
+	if (!strcmp(m, "fallback"))
+		return fallback();
+	if (meminfo("HugePages_Free") - meminfo("HugePages_Rsvd") < 4)
+		t_skip("fewer than 4 free huge pages (run through huge-pages.sh as root)");
+	if (!strcmp(m, "active"))
+		return active(hp);
+	if (!strcmp(m, "exhaust"))
+		return exhaust(hp);
+	if (!strcmp(m, "trap-precise"))
+		return trap(ETERNAL_ENGINE_PRECISE);
+	if (!strcmp(m, "trap-thread"))
+		return trap(ETERNAL_ENGINE_THREAD);
+	if (!strcmp(m, "trap-mprotect"))
+		return trap(ETERNAL_ENGINE_MPROTECT);
+	fprintf(stderr, "usage: huge_pages fallback|active|exhaust|trap-precise|trap-thread|trap-mprotect\n");
+	return T_FAIL;
+}
