@@ -1259,12 +1259,13 @@ ETERNAL_HIDDEN int _eternal_trap_prepare(struct eternal_region *r, enum eternal_
 			}
 		}
 	}
-	if (eng == ETERNAL_ENGINE_PRECISE && (rc = install_handler(SIGBUS)) < 0)
-		goto fail;
-	if ((eng == ETERNAL_ENGINE_MPROTECT || mode == ETERNAL_MODE_STRICT) && (rc = install_handler(SIGSEGV)) < 0)
-		goto fail;
-	pthread_mutex_lock(&g_mu);
-	rc = registry_add(t);
+	pthread_mutex_lock(&g_mu); /* two regions may be sealed at once */
+	if (eng == ETERNAL_ENGINE_PRECISE)
+		rc = install_handler(SIGBUS);
+	if (rc >= 0 && (eng == ETERNAL_ENGINE_MPROTECT || mode == ETERNAL_MODE_STRICT))
+		rc = install_handler(SIGSEGV);
+	if (rc >= 0)
+		rc = registry_add(t);
 	pthread_mutex_unlock(&g_mu);
 	if (rc < 0)
 		goto fail;
