@@ -259,35 +259,41 @@ static int kprobe_listed(void)
 /* hooks: the kprobe exists only while something is traced, and goes when the tree exits. */
 static int cmd_hooks(void)
 {
-	int fd = dev_open(O_RDONLY), pfd[2], n, ok = 0;
+	int fd = dev_open(O_RDONLY), pfd[2], ready[2], n, ok = 0;
 	char *p = map_pages(1), c;
 	struct cowtrace_record r[64];
 	ssize_t got;
 	pid_t pid;
 
-	if (fd < 0 || pipe(pfd) < 0)
+	if (fd < 0 || pipe(pfd) < 0 || pipe(ready) < 0)
 		return 1;
 	tap(stats(fd).armed == 0 && kprobe_listed() == 0, "idle: no kprobe installed while nothing is traced");
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[1]);
+		close(ready[0]);
 		/* Fork a grandchild before being traced: ADD_PID must pick up live descendants too. */
 		if (fork() == 0) {
+			close(ready[1]);
 			(void)!read(pfd[0], &c, 1);
 			cow_write_page(p);
 			_exit(0);
 		}
+		close(ready[1]); /* the grandchild exists now */
 		(void)!read(pfd[0], &c, 1);
 		_exit(wait_all());
 	}
 	close(pfd[0]);
-	usleep(200 * 1000); /* let the grandchild exist */
+	close(ready[1]);
+	while (read(ready[0], &c, 1) > 0) /* EOF once the child (and the grandchild) closed it */
+		;
+	close(ready[0]);
 	n = pid;
 	tap(ioctl(fd, COWTRACE_IOC_ADD_PID, &n) == 2, "ADD_PID adds the process and its live descendant (returns 2)");
 	tap(stats(fd).armed == 1 && kprobe_listed() == 1, "tracing: kprobe on wp_page_copy installed");
 	close(pfd[1]); /* both read EOF and finish */
 	wait_all();
-	for (int i = 0; i < 100 && stats(fd).armed; i++)
+	for (int i = 0; i < 500 && stats(fd).armed; i++) /* disarming is deferred to a workqueue */
 		usleep(20 * 1000);
 	tap(stats(fd).traced == 0 && stats(fd).armed == 0 && kprobe_listed() == 0,
 	    "tree exited: set empty and kprobe removed");
@@ -299,8 +305,9 @@ static int cmd_hooks(void)
 	return failures ? 1 : 0;
 }
 
-/* busy SECONDS: keep producing COW breaks while traced; the script rmmods meanwhile. */
-static int cmd_busy(double seconds)
+/* busy SECONDS READYFILE: keep producing COW breaks while traced; the script rmmods meanwhile,
+ * once READYFILE exists (created after tracing is armed). */
+static int cmd_busy(double seconds, const char *readyfile)
 {
 	char *w = map_pages(16);
 	int fd = dev_open(O_WRONLY), bad = 0, rounds = 0;
@@ -311,7 +318,8 @@ static int cmd_busy(double seconds)
 		return 1;
 	}
 	tap(stats(fd).armed == 1, "busy: tracing armed before rmmod");
-	close(fd); /* an open fd would pin the module; rmmod must find it unused */
+	close(fd);
+	close(open(readyfile, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); /* an open fd would pin the module; rmmod must find it unused */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	do {
 		pid_t pid = fork();
@@ -469,7 +477,7 @@ static int cmd_cost(const char *label, int npages)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: cowtest cow N | overflow N | unknown | readers | hooks | remote | thp | cost LABEL N | busy SECONDS\n");
+		fprintf(stderr, "usage: cowtest cow N | overflow N | unknown | readers | hooks | remote | thp | cost LABEL N | busy SECONDS READYFILE\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -489,8 +497,8 @@ int main(int argc, char **argv)
 		return cmd_thp();
 	if (!strcmp(argv[1], "cost") && argc > 3)
 		return cmd_cost(argv[2], atoi(argv[3]));
-	if (!strcmp(argv[1], "busy") && argc > 2)
-		return cmd_busy(atof(argv[2]));
+	if (!strcmp(argv[1], "busy") && argc > 3)
+		return cmd_busy(atof(argv[2]), argv[3]);
 	fprintf(stderr, "cowtest: unknown command %s\n", argv[1]);
 	return 2;
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -370,14 +371,14 @@ static int add_pid(int fd, int pid)
 	return ret;
 }
 
-/* Wait until the exec'd command's own binary shows in its maps, then snapshot them as the root. */
+/* Fallback when the command could not be stopped at exec: poll until its binary shows in its maps. */
 static void snapshot_root(pid_t pid)
 {
 	char exe[64], target[PATH_MAX];
 	ssize_t n;
 
 	snprintf(exe, sizeof(exe), "/proc/%d/exe", pid);
-	for (int i = 0; i < 200; i++) {
+	for (int i = 0; i < 1000; i++) {
 		struct mapping *maps;
 		size_t nmaps;
 		bool has = false;
@@ -513,6 +514,10 @@ int main(int argc, char **argv)
 			close(fd);
 			if (read(go_pipe[0], &c, 1) != 1)
 				_exit(127);
+			/* Stop right after exec so the root's maps are read while it surely lives: its
+			 * exited children are symbolized with them later. 'T': we will stop, 'N': we won't. */
+			c = ptrace(PTRACE_TRACEME, 0, NULL, NULL) == 0 ? 'T' : 'N';
+			(void)!write(exec_pipe[1], &c, 1);
 			execvp(argv[optind], argv + optind);
 			fprintf(stderr, "%s: exec %s: %s\n", prog, argv[optind], strerror(errno));
 			_exit(127);
@@ -527,12 +532,24 @@ int main(int argc, char **argv)
 			root_pid = (uint32_t)child;
 		(void)!write(go_pipe[1], "g", 1);
 		close(go_pipe[1]);
-		/* EOF on the close-on-exec pipe: the exec happened (or failed). */
-		while (read(exec_pipe[0], &c, 1) > 0)
-			;
-		close(exec_pipe[0]);
-		if (symbolize)
+		if (read(exec_pipe[0], &c, 1) == 1 && c == 'T') {
+			int status;
+
+			/* The exec's SIGTRAP stop (or the child's death if exec failed). */
+			if (waitpid(child, &status, 0) == child && WIFSTOPPED(status)) {
+				if (symbolize)
+					root_proc = proc_get((uint32_t)child);
+				ptrace(PTRACE_DETACH, child, NULL, NULL);
+			} else if (WIFEXITED(status) || WIFSIGNALED(status)) {
+				child = 0;
+			}
+		} else if (symbolize) {
+			/* EOF on the close-on-exec pipe: the exec happened (or failed). */
+			while (read(exec_pipe[0], &c, 1) > 0)
+				;
 			snapshot_root(child);
+		}
+		close(exec_pipe[0]);
 	}
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
