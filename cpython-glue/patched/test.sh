@@ -5,9 +5,10 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 # The CI subset: the suites closest to what the patch touches, a few minutes.
-SUBSET=${SUBSET:-"test_marshal test_unicode test_str test_tuple test_float test_complex test_long
-test_code test_gc test_sys test_set test_dict test_bytes test_importlib test_import test_json
-test_re test_compile test_frozen test_weakref test_finalization test_fork1 test_pickle"}
+SUBSET=${SUBSET:-"test_marshal test_str test_tuple test_float test_complex test_long test_code
+test_gc test_sys test_set test_dict test_bytes test_importlib test_import test_json test_re
+test_compile test_frozen test_weakref test_finalization test_fork1 test_pickle test_builtin
+test_descr test_types test_os"}
 # Warm-up of each regression worker before it seals: what a server would import.
 PRELOAD=${PRELOAD:-"unittest,test.support,test.libregrtest.main,json,re,decimal,email.message,xml.dom.minidom,argparse,collections,dataclasses,typing,pickle,asyncio"}
 

@@ -415,7 +415,10 @@ seal(int mode, int engine, const char *log_dir)
    ETERNAL_SEAL=first-fork (default) seals right before the first os.fork(),
    manual leaves it to the program, startup seals at the end of start-up
    (after site and ETERNAL_PRELOAD, a comma-separated list of modules);
-   ETERNAL_MODE, ETERNAL_ENGINE and ETERNAL_LOG say how. */
+   ETERNAL_MODE, ETERNAL_ENGINE and ETERNAL_LOG say how. The variables are
+   read only if ETERNAL=1 enabled the region at start-up. */
+static int from_env;   /* ETERNAL=1 enabled the region at start-up */
+
 static void
 startup_warn(const char *what, int rc)
 {
@@ -439,7 +442,9 @@ env_seal(void)
 void
 _PyEternal_InitMain(void)
 {
-    const char *env = getenv("ETERNAL");
+    /* Like PYTHON* variables, ETERNAL* ones are ignored under -E and -I: a
+       test that starts an isolated interpreter expects a fresh one. */
+    const char *env = _Py_GetConfig()->use_environment ? getenv("ETERNAL") : NULL;
     if (env == NULL || strcmp(env, "1") != 0) {
         return;
     }
@@ -447,6 +452,7 @@ _PyEternal_InitMain(void)
     if (rc < 0) {
         startup_warn("ETERNAL=1: cannot create the region", rc);
     }
+    from_env = rc == 0;
 }
 
 static PyObject *
@@ -470,7 +476,7 @@ _PyEternal_AfterSite(void)
 {
     const char *policy = getenv("ETERNAL_SEAL");
 
-    if (!_Py_eternal_warm) {
+    if (!from_env || !_Py_eternal_warm) {
         return;
     }
     if (policy == NULL || *policy == '\0' || strcmp(policy, "first-fork") == 0) {
