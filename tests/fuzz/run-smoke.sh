@@ -33,8 +33,8 @@ for exe in "$OUT"/fuzz_*; do
 	mkdir -p "$OUT/logs"
 	log=$OUT/logs/$name.smoke.log
 	runs=$RUNS
-	# The capture path runs an embedded interpreter: ~5x slower per run.
-	[ "$name" = fuzz_marshal ] && runs=$((RUNS / 3))
+	# The capture path runs an embedded interpreter and forks per input: ~10x slower.
+	[ "$name" = fuzz_marshal ] && runs=$((RUNS / 5))
 	args=(-runs="$runs" -max_len=16384 -malloc_limit_mb=2048 -timeout=25 -rss_limit_mb=2048 -seed=1 -artifact_prefix="$OUT/$name-")
 	[ -f "$HERE/$name.dict" ] && args+=(-dict="$HERE/$name.dict")
 	start=$(date +%s)
