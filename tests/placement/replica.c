@@ -20,7 +20,7 @@ static eternal_region *r;
 static void *blk[NBLK];
 static struct node *head;
 static uintptr_t lo, lim;
-static int target;
+static int target; /* node of the worker being checked */
 
 static int contents_ok(void)
 {
@@ -123,10 +123,16 @@ int main(void)
 	if (target < 63 && !(allowed >> (target + 1) & 1))
 		CHECK_RC(eternal_replica_attach(r, target + 1), -ENOENT);
 
-	status = t_fork_run(worker, NULL);
-	if (status != 0)
-		fprintf(stderr, "worker status %#x\n", status);
-	CHECK_RC(status, 0);
+	/* One worker per node, each pinned there, each reading its own node's copy. */
+	for (target = 0; target < 64; target++) {
+		if (!(allowed >> target & 1))
+			continue;
+		status = t_fork_run(worker, NULL);
+		if (status != 0)
+			fprintf(stderr, "worker on node %d: status %#x\n", target, status);
+		CHECK_RC(status, 0);
+	}
+	target = pt_highest_node(allowed);
 	/* The parent still maps the original. */
 	CHECK(strstr(pt_numa_maps((void *)lo), ":sealed"));
 	CHECK(contents_ok());
