@@ -153,7 +153,7 @@ else
 	echo "# 9p mount of the host failed"
 fi
 fi
-mark bad input
+mark remote, thp, bad input
 /cowtest remote
 # The kernel turns THP off by itself below 512 MiB of RAM; the test opts in with madvise.
 echo madvise >/sys/kernel/mm/transparent_hugepage/enabled
@@ -214,12 +214,14 @@ ok "module, reader and test program built against linux-headers-$kver"
 
 # --- 3. boot ----------------------------------------------------------------------------------------
 log=$cache/last-console.log
+virtfs=()
+[ "$cpython" = 1 ] && virtfs=(-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap)
 t_boot=$(date +%s)
 # -no-reboot + panic=-1: a kernel panic ends qemu at once; timeout covers a hang; no network, no disk.
 timeout -k 5 "$vm_timeout" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 512 \
 	-nographic -no-reboot -nic none -monitor none -serial stdio \
 	-kernel "/boot/vmlinuz-$kver" -initrd "$out/initrd.gz" \
-	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+	"${virtfs[@]}" \
 	-append "console=ttyS0 panic=-1 quiet loglevel=3 COWTRACE_TOP=$top COWTRACE_OUT=$out COWTRACE_CPYTHON=$cpython" \
 	</dev/null 2>&1 |
 	sed -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' >"$log"
