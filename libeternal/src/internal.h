@@ -122,7 +122,7 @@ ETERNAL_HIDDEN void _eternal_trap_stats(const struct eternal_region *r, struct e
  * alloc.c may call it after mapping [lo, hi). Zero when nothing is trapped. */
 ETERNAL_HIDDEN int _eternal_trap_grow(struct eternal_region *r, enum eternal_tier tier, uintptr_t lo, uintptr_t hi);
 #define ETERNAL_TRAP_FLAGS_ALL (ETERNAL_TRAP_BUSY_POLL | ETERNAL_TRAP_NO_REARM | ETERNAL_TRAP_COW_TIER | \
-				ETERNAL_TRAP_STRICT_DESCRIBE)
+				ETERNAL_TRAP_STRICT_DESCRIBE | ETERNAL_TRAP_FP_ONLY)
 /* for audit.c: pagemap fd and armed range per tier; -ENOTSUP unless in audit mode */
 ETERNAL_HIDDEN int _eternal_trap_audit_ctx(const struct eternal_region *r, int *pagemap_fd,
 					   uintptr_t lo[ETERNAL_NTIERS], uintptr_t hi[ETERNAL_NTIERS]);
@@ -132,6 +132,10 @@ ETERNAL_HIDDEN int _eternal_tlog_format(char *buf, size_t len, const struct eter
 					const char *engine, const char *sym, const char *const *frame_syms,
 					const char *desc);
 ETERNAL_HIDDEN int _eternal_tlog_write(int fd, const char *buf, size_t n);
+/* symbolize.c: unwind with the binaries' CFI from registers (DWARF order) and
+ * a copy of the stack top taken at the fault; return addresses into @frames */
+ETERNAL_HIDDEN int _eternal_unwind(pid_t tid, const uint64_t *regs, unsigned nregs, const void *stack,
+				   size_t len, uint64_t *frames, int max);
 ETERNAL_HIDDEN int _eternal_tlog_strict_msg(char *buf, size_t len, const struct eternal_trap_event *ev,
 					    const char *desc);
 

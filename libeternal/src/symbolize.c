@@ -16,6 +16,13 @@ ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
 	(void)len;
 	return -EOPNOTSUPP;
 }
+
+ETERNAL_HIDDEN int _eternal_unwind(pid_t tid, const uint64_t *regs, unsigned nregs, const void *stack,
+				   size_t len, uint64_t *frames, int max)
+{
+	(void)tid, (void)regs, (void)nregs, (void)stack, (void)len, (void)frames, (void)max;
+	return 0;
+}
 #else
 #include <elfutils/libdwfl.h>
 #include <limits.h>
@@ -24,6 +31,7 @@ ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/auxv.h>
+#include <sys/uio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,10 +52,13 @@ static const Dwfl_Callbacks g_cb = {
 
 /* The child inherits a session that may be half-updated by a parent thread:
  * forget it (leaked, never freed) and start afresh on first use. */
+static bool g_attached; /* g_dwfl has our thread callbacks */
+
 static void sym_atfork_child(void)
 {
 	pthread_mutex_init(&g_sym_mu, NULL);
 	g_dwfl = NULL;
+	g_attached = false;
 }
 
 static void sym_once(void)
@@ -89,6 +100,7 @@ static int report(void)
 		g_dwfl = dwfl_begin(&g_cb);
 		if (!g_dwfl)
 			return -ENOMEM;
+		g_attached = false;
 	}
 	dwfl_report_begin(g_dwfl);
 	int rc = dwfl_linux_proc_report(g_dwfl, pid);
@@ -179,5 +191,120 @@ ETERNAL_API int eternal_symbolize(uint64_t pc, char *buf, size_t len)
 	if (rc > 0)
 		rc = (int)strlen(buf);
 	return rc;
+}
+/* ------------------------------------------------------------------ */
+/* Unwinding a captured stack. libdwfl asks for one thread's registers and
+ * for memory; the stack comes from the copy taken in the signal handler (the
+ * live one has moved on since), anything else (a module's data) from the
+ * process itself through process_vm_readv, which fails instead of faulting. */
+
+struct uw_state {
+	pid_t tid;
+	const uint64_t *regs;
+	unsigned nregs;
+	const uint8_t *stack;
+	uint64_t sp;
+	size_t len;
+};
+static struct uw_state *g_uw; /* the stack being unwound, under g_sym_mu */
+
+static pid_t uw_next_thread(Dwfl *dwfl, void *arg, void **thread_argp)
+{
+	(void)dwfl;
+	(void)arg;
+	if (*thread_argp || !g_uw)
+		return 0;
+	*thread_argp = g_uw;
+	return g_uw->tid;
+}
+
+static bool uw_get_thread(Dwfl *dwfl, pid_t tid, void *arg, void **thread_argp)
+{
+	(void)dwfl;
+	(void)arg;
+	*thread_argp = g_uw;
+	return g_uw && tid == g_uw->tid;
+}
+
+static bool uw_memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *arg)
+{
+	(void)dwfl;
+	(void)arg;
+	if (!g_uw)
+		return false;
+	if (addr >= g_uw->sp && addr + sizeof(*result) <= g_uw->sp + g_uw->len) {
+		memcpy(result, g_uw->stack + (addr - g_uw->sp), sizeof(*result));
+		return true;
+	}
+	if (addr >= g_uw->sp && addr - g_uw->sp < (64u << 20))
+		return false; /* deeper in the stack than the copy: stale by now */
+	struct iovec l = { result, sizeof(*result) }, r = { (void *)(uintptr_t)addr, sizeof(*result) };
+	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)sizeof(*result);
+}
+
+static bool uw_set_initial_registers(Dwfl_Thread *thread, void *thread_arg)
+{
+	const struct uw_state *u = thread_arg;
+	Dwarf_Word regs[32];
+	if (!u || u->nregs > 32)
+		return false;
+	for (unsigned i = 0; i < u->nregs; i++)
+		regs[i] = u->regs[i];
+	return dwfl_thread_state_registers(thread, 0, u->nregs, regs);
+}
+
+static const Dwfl_Thread_Callbacks g_uw_cb = {
+	.next_thread = uw_next_thread,
+	.get_thread = uw_get_thread,
+	.memory_read = uw_memory_read,
+	.set_initial_registers = uw_set_initial_registers,
+};
+
+struct uw_out {
+	uint64_t *frames;
+	int n, max;
+	bool first;
+};
+
+static int uw_frame(Dwfl_Frame *state, void *arg)
+{
+	struct uw_out *o = arg;
+	Dwarf_Addr pc;
+	bool activation;
+	if (!dwfl_frame_pc(state, &pc, &activation) || !pc)
+		return DWARF_CB_ABORT;
+	if (o->first) { /* the faulting instruction itself: ev->pc has it */
+		o->first = false;
+		return DWARF_CB_OK;
+	}
+	o->frames[o->n++] = pc;
+	return o->n < o->max ? DWARF_CB_OK : DWARF_CB_ABORT;
+}
+
+ETERNAL_HIDDEN int _eternal_unwind(pid_t tid, const uint64_t *regs, unsigned nregs, const void *stack,
+				   size_t len, uint64_t *frames, int max)
+{
+#if defined(__x86_64__)
+	struct uw_state u = { tid, regs, nregs, stack, regs[7] /* rsp */, len };
+	struct uw_out o = { frames, 0, max, true };
+	if (tid <= 0 || max <= 0 || nregs != 17)
+		return 0;
+	pthread_once(&g_sym_once, sym_once);
+	pthread_mutex_lock(&g_sym_mu);
+	if (!g_dwfl || g_dwfl_pid != getpid())
+		report();
+	if (g_dwfl && !g_attached)
+		g_attached = dwfl_attach_state(g_dwfl, NULL, getpid(), &g_uw_cb, NULL);
+	if (g_attached) {
+		g_uw = &u;
+		dwfl_getthread_frames(g_dwfl, tid, uw_frame, &o);
+		g_uw = NULL;
+	}
+	pthread_mutex_unlock(&g_sym_mu);
+	return o.n;
+#else
+	(void)tid, (void)regs, (void)nregs, (void)stack, (void)len, (void)frames, (void)max;
+	return 0;
+#endif
 }
 #endif

@@ -32,29 +32,58 @@
  * handlers and the handler thread, so push never blocks or allocates: a full
  * ring drops the event and the caller counts it. */
 
+/* What the writer thread needs to unwind a stack without frame pointers
+ * later, with the CFI in the binaries: the registers at the fault and a copy
+ * of the top of the stack (libpython and most distribution code have no
+ * frame pointers, so the walk in the handler stops at once there). */
+#define UW_STACK 2048
+#define UW_NREGS 17 /* x86-64 DWARF registers 0..16, 16 = return address (the PC) */
+struct uw_ctx {
+	uint64_t regs[UW_NREGS];
+	uint32_t len;
+	uint8_t stack[UW_STACK];
+};
+
+/* Captured in the handler: registers, and where the stack copy comes from. */
+struct capture {
+	uint64_t regs[UW_NREGS];
+	const void *stack;
+	uint32_t len;
+};
+
 struct ring_slot {
 	_Atomic uint64_t seq;
 	struct eternal_trap_event ev;
+	struct uw_ctx ctx;
 };
 
 struct ring {
 	struct ring_slot *slots;
+	size_t stride;          /* bytes per slot: without stack copies, no uw_ctx */
 	size_t map_len;
 	uint64_t cap;
 	_Atomic uint64_t head, tail;
 };
 
+static struct ring_slot *slot_at(const struct ring *q, uint64_t i)
+{
+	return (struct ring_slot *)((char *)q->slots + i * q->stride);
+}
+
 static void ring_reset(struct ring *q)
 {
 	for (uint64_t i = 0; i < q->cap; i++)
-		atomic_store_explicit(&q->slots[i].seq, i, memory_order_relaxed);
+		atomic_store_explicit(&slot_at(q, i)->seq, i, memory_order_relaxed);
 	atomic_store(&q->head, 0);
 	atomic_store(&q->tail, 0);
 }
 
-static int ring_init(struct ring *q, uint64_t cap)
+static int ring_init(struct ring *q, uint64_t cap, bool stacks)
 {
-	size_t len = (size_t)cap * sizeof(struct ring_slot);
+	size_t stride = stacks ? sizeof(struct ring_slot) : offsetof(struct ring_slot, ctx);
+	stride = (stride + 63) & ~(size_t)63;
+	q->stride = stride;
+	size_t len = (size_t)cap * stride;
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
@@ -72,12 +101,12 @@ static void ring_free(struct ring *q)
 	q->slots = NULL;
 }
 
-static bool ring_push(struct ring *q, const struct eternal_trap_event *ev)
+static bool ring_push(struct ring *q, const struct eternal_trap_event *ev, const struct capture *cap)
 {
 	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
 	struct ring_slot *s;
 	for (;;) {
-		s = &q->slots[pos % q->cap];
+		s = slot_at(q, pos % q->cap);
 		uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
 		int64_t diff = (int64_t)(seq - pos);
 		if (diff == 0) {
@@ -91,6 +120,14 @@ static bool ring_push(struct ring *q, const struct eternal_trap_event *ev)
 		}
 	}
 	s->ev = *ev;
+	if (cap && q->stride >= sizeof(struct ring_slot) && cap->len <= UW_STACK) {
+		memcpy(s->ctx.regs, cap->regs, sizeof(cap->regs));
+		memcpy(s->ctx.stack, cap->stack, cap->len);
+		s->ctx.len = cap->len;
+	} else if (q->stride >= sizeof(struct ring_slot)) {
+		s->ctx.regs[UW_NREGS - 1] = 0;
+		s->ctx.len = 0;
+	}
 	atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
 	return true;
 }
@@ -100,15 +137,15 @@ static bool ring_push(struct ring *q, const struct eternal_trap_event *ev)
 static bool ring_empty(struct ring *q)
 {
 	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
-	return atomic_load_explicit(&q->slots[pos % q->cap].seq, memory_order_acquire) != pos + 1;
+	return atomic_load_explicit(&slot_at(q, pos % q->cap)->seq, memory_order_acquire) != pos + 1;
 }
 
-static bool ring_pop(struct ring *q, struct eternal_trap_event *ev)
+static bool ring_pop(struct ring *q, struct eternal_trap_event *ev, struct uw_ctx *ctx)
 {
 	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
 	struct ring_slot *s;
 	for (;;) {
-		s = &q->slots[pos % q->cap];
+		s = slot_at(q, pos % q->cap);
 		uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
 		int64_t diff = (int64_t)(seq - (pos + 1));
 		if (diff == 0) {
@@ -122,6 +159,13 @@ static bool ring_pop(struct ring *q, struct eternal_trap_event *ev)
 		}
 	}
 	*ev = s->ev;
+	if (ctx && q->stride >= sizeof(struct ring_slot)) {
+		memcpy(ctx->regs, s->ctx.regs, sizeof(ctx->regs));
+		ctx->len = s->ctx.len;
+		memcpy(ctx->stack, s->ctx.stack, s->ctx.len);
+	} else if (ctx) {
+		ctx->len = 0;
+	}
 	atomic_store_explicit(&s->seq, pos + q->cap, memory_order_release);
 	return true;
 }
@@ -589,14 +633,26 @@ static void fill_event(struct eternal_trap *t, struct eternal_trap_event *ev, in
 	}
 }
 
-static void fill_context(struct eternal_trap_event *ev, const void *ucv)
+static void fill_context(struct eternal_trap_event *ev, const void *ucv, struct capture *cap)
 {
+	cap->len = 0;
+	cap->stack = NULL;
+	cap->regs[UW_NREGS - 1] = 0;
 #if defined(__x86_64__)
 	const ucontext_t *uc = ucv;
-	ev->pc = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
-	ev->nframes = walk_frames((uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
-				  (uintptr_t)uc->uc_mcontext.gregs[REG_RSP], ev->frames,
-				  ETERNAL_TRAP_MAX_FRAMES);
+	const greg_t *g = uc->uc_mcontext.gregs;
+	uintptr_t sp = (uintptr_t)g[REG_RSP], top = stack_top(sp);
+	ev->pc = (uint64_t)g[REG_RIP];
+	ev->nframes = walk_frames((uintptr_t)g[REG_RBP], sp, ev->frames, ETERNAL_TRAP_MAX_FRAMES);
+	static const int dwarf_order[UW_NREGS] = { REG_RAX, REG_RDX, REG_RCX, REG_RBX, REG_RSI, REG_RDI,
+						   REG_RBP, REG_RSP, REG_R8, REG_R9, REG_R10, REG_R11,
+						   REG_R12, REG_R13, REG_R14, REG_R15, REG_RIP };
+	for (int i = 0; i < UW_NREGS; i++)
+		cap->regs[i] = (uint64_t)g[dwarf_order[i]];
+	if (top > sp) {
+		cap->stack = (const void *)sp;
+		cap->len = (uint32_t)(top - sp < UW_STACK ? top - sp : UW_STACK);
+	}
 #elif defined(__aarch64__)
 	const ucontext_t *uc = ucv;
 	ev->pc = uc->uc_mcontext.pc;
@@ -619,11 +675,11 @@ static bool first_write(struct eternal_trap *t, int tier, uintptr_t a)
 	return !(atomic_fetch_or_explicit(&g->seen[pg >> 3], bit, memory_order_relaxed) & bit);
 }
 
-static void record(struct eternal_trap *t, struct eternal_trap_event *ev)
+static void record(struct eternal_trap *t, struct eternal_trap_event *ev, const struct capture *cap)
 {
 	ev->seq = atomic_fetch_add_explicit(&t->seq, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&t->writes[ev->tier], 1, memory_order_relaxed);
-	if (!ring_push(&t->ring, ev))
+	if (!ring_push(&t->ring, ev, cap))
 		atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
 	/* Kick the log writer only if it sleeps: a burst of traps costs one
 	 * wake-up, not one each (the writer re-checks the ring before it sleeps). */
@@ -673,9 +729,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	if (t && t->engine == ETERNAL_ENGINE_PRECISE && atomic_load(&t->armed) && t->uffd >= 0) {
 		if (first_write(t, tier, a)) {
 			struct eternal_trap_event ev;
+			struct capture cap;
 			fill_event(t, &ev, tier, a);
-			fill_context(&ev, uc);
-			record(t, &ev);
+			fill_context(&ev, uc, &cap);
+			record(t, &ev, &cap);
 		}
 		if (uffd_wp(t->uffd, page_down(a), (uintptr_t)g_page, false) == 0) {
 			errno = saved;
@@ -694,11 +751,12 @@ static void strict_diag(struct eternal_trap *t, int tier, uintptr_t a, void *uc)
 	struct eternal_trap_event ev;
 	char line[1024], desc[256];
 	const char *dp = NULL;
+	struct capture cap;
 	fill_event(t, &ev, tier, a);
-	fill_context(&ev, uc);
+	fill_context(&ev, uc, &cap);
 	ev.engine = 0;
 	ev.seq = atomic_fetch_add_explicit(&t->seq, 1, memory_order_relaxed);
-	if (!ring_push(&t->ring, &ev))
+	if (!ring_push(&t->ring, &ev, NULL))
 		atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
 	if (t->describe && (t->flags & ETERNAL_TRAP_STRICT_DESCRIBE) && ev.block_start) {
 		if (t->describe(&ev, desc, sizeof(desc), t->describe_arg) > 0)
@@ -722,9 +780,10 @@ static void on_sigsegv(int sig, siginfo_t *si, void *uc)
 	    atomic_load(&t->armed)) {
 		if (first_write(t, tier, a)) {
 			struct eternal_trap_event ev;
+			struct capture cap;
 			fill_event(t, &ev, tier, a);
-			fill_context(&ev, uc);
-			record(t, &ev);
+			fill_context(&ev, uc, &cap);
+			record(t, &ev, &cap);
 		}
 		if (mprotect((void *)page_down(a), (size_t)g_page, PROT_READ | PROT_WRITE) == 0) {
 			errno = saved;
@@ -901,7 +960,7 @@ static void handler_loop(struct eternal_trap *t, struct tid_fd *cache)
 						     (int)tid, strerror(-err));
 					warned = true;
 				}
-				record(t, &ev);
+				record(t, &ev, NULL);
 			}
 			if (!busy && tid != last_tid) {
 				/* follow the writer: a cross-CPU wakeup costs ~7x */
@@ -988,10 +1047,26 @@ static void log_one(struct eternal_trap *t, const struct eternal_trap_event *ev)
 		_eternal_tlog_write(t->log_fd, line, (size_t)n);
 }
 
+/* Frames from the CFI unwind of the captured stack, when it finds more than
+ * the frame-pointer walk did in the handler. */
+static void unwind_event(struct eternal_trap_event *ev, const struct uw_ctx *ctx)
+{
+	uint64_t fr[ETERNAL_TRAP_MAX_FRAMES];
+	if (!ctx->len || !ctx->regs[UW_NREGS - 1])
+		return;
+	int n = _eternal_unwind(ev->tid, ctx->regs, UW_NREGS, ctx->stack, ctx->len, fr, ETERNAL_TRAP_MAX_FRAMES);
+	if (n > (int)ev->nframes) {
+		memcpy(ev->frames, fr, (size_t)n * sizeof(fr[0]));
+		ev->nframes = (uint32_t)n;
+	}
+}
+
 static void drain_locked(struct eternal_trap *t)
 {
 	struct eternal_trap_event ev;
-	while (ring_pop(&t->ring, &ev)) {
+	struct uw_ctx ctx;
+	while (ring_pop(&t->ring, &ev, &ctx)) {
+		unwind_event(&ev, &ctx);
 		log_one(t, &ev);
 		hist_push(t, &ev);
 	}
@@ -1222,7 +1297,10 @@ ETERNAL_HIDDEN int _eternal_trap_prepare(struct eternal_region *r, enum eternal_
 		}
 		t->rng[k].seen = p;
 	}
-	if ((rc = ring_init(&t->ring, opt.ring_capacity ? opt.ring_capacity : DEFAULT_RING)) < 0)
+	/* stack copies only where a handler runs in the writer (not the thread
+	 * engine, nor strict mode, whose process dies) and the caller wants them */
+	bool stacks = mode == ETERNAL_MODE_TRAP && eng != ETERNAL_ENGINE_THREAD && !(opt.flags & ETERNAL_TRAP_FP_ONLY);
+	if ((rc = ring_init(&t->ring, opt.ring_capacity ? opt.ring_capacity : DEFAULT_RING, stacks)) < 0)
 		goto fail;
 	if (feat) {
 		rc = open_uffd_for(t);
@@ -1512,8 +1590,11 @@ ETERNAL_API int eternal_trap_read(eternal_region *r, struct eternal_trap_event *
 		pthread_mutex_unlock(&t->wmu);
 		return (int)n;
 	}
-	while (n < cap && ring_pop(&t->ring, &buf[n]))
+	struct uw_ctx ctx;
+	while (n < cap && ring_pop(&t->ring, &buf[n], &ctx)) {
+		unwind_event(&buf[n], &ctx);
 		n++;
+	}
 	return (int)n;
 }
 
