@@ -525,6 +525,30 @@ static void orphans(struct walk *w)
 	}
 }
 
+/* A live block nobody accounts for is an object something leaked (stock
+ * marshal leaks parts of a truncated code object) or holds. If it is an
+ * object we know, make it inert: immortal, and out of the GC's lists, whose
+ * collections would otherwise write its header after sealing. */
+static void neutralize(void *p, size_t size)
+{
+	PyTypeObject *t = size >= 16 ? *(PyTypeObject **)((char *)p + 8) : NULL;
+	PyObject *o = NULL;
+
+	if (t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyLong_Type || t == &PyFloat_Type ||
+	    t == &PyComplex_Type || t == &PyCode_Type) {
+		o = p;
+	} else if (size >= GLUE_GC_HEAD + 16) {
+		t = *(PyTypeObject **)((char *)p + GLUE_GC_HEAD + 8);
+		if (t == &PyTuple_Type || t == &PyFrozenSet_Type || t == &PyList_Type ||
+		    t == &PyDict_Type || t == &PySet_Type) {
+			o = (PyObject *)((char *)p + GLUE_GC_HEAD);
+			untrack(o);
+		}
+	}
+	if (o && Py_REFCNT(o) > 0)
+		immortalize(o);
+}
+
 /* Window closed: count the live blocks nobody accounted for. */
 static void strays(struct walk *w)
 {
@@ -538,6 +562,7 @@ static void strays(struct walk *w)
 			continue;
 		(void)eternal_block_set_tag(glue_region, p, TAG_STRAY);
 		C.strays++;
+		neutralize(p, b.size);
 	}
 }
 
@@ -1206,6 +1231,21 @@ static int dict_set_str(PyObject *d, const char *k, const char *v)
 	return rc;
 }
 
+static int count_stray_cb(const struct eternal_block *b, void *arg)
+{
+	if (b->tag == TAG_STRAY)
+		++*(unsigned long long *)arg;
+	return 0;
+}
+
+static unsigned long long live_strays(void)
+{
+	unsigned long long n = 0;
+	if (glue_region)
+		(void)eternal_block_foreach(glue_region, ETERNAL_TIER_SEALED, count_stray_cb, &n);
+	return n;
+}
+
 PyDoc_STRVAR(stats_doc, "stats() -> dict");
 
 static PyObject *g_stats(PyObject *self, PyObject *unused)
@@ -1250,6 +1290,7 @@ static PyObject *g_stats(PyObject *self, PyObject *unused)
 	dict_set_ull(d, "interned_swaps", C.interned_swaps);
 	dict_set_ull(d, "orphans", C.orphans);
 	dict_set_ull(d, "stray_blocks", C.strays);
+	dict_set_ull(d, "stray_blocks_live", live_strays());
 	dict_set_ull(d, "sealed_frees_ignored", C.sealed_frees_ignored);
 	dict_set_ull(d, "freezes", C.freezes);
 	dict_set_ull(d, "interned_extra", C.interned_extra);
@@ -1465,6 +1506,49 @@ static PyObject *g_audit_scan(PyObject *self, PyObject *args)
 	return out;
 }
 
+struct stray_walk {
+	PyObject *out;
+	Py_ssize_t max;
+};
+
+static int stray_cb(const struct eternal_block *b, void *arg)
+{
+	struct stray_walk *s = arg;
+	PyObject *d;
+
+	if (b->tag != TAG_STRAY)
+		return 0;
+	if (PyList_GET_SIZE(s->out) >= s->max)
+		return 1;
+	d = desc_dict((uintptr_t)b->start);
+	if (!d || PyList_Append(s->out, d) < 0) {
+		Py_XDECREF(d);
+		return -1;
+	}
+	Py_DECREF(d);
+	return 0;
+}
+
+PyDoc_STRVAR(strays_doc, "strays(max=100) -> list of dict\n\nLive region blocks a window left behind "
+	     "that no result accounts for (should be empty).");
+
+static PyObject *g_strays(PyObject *self, PyObject *args)
+{
+	struct stray_walk s = { NULL, 100 };
+
+	(void)self;
+	if (!PyArg_ParseTuple(args, "|n:strays", &s.max))
+		return NULL;
+	s.out = PyList_New(0);
+	if (!s.out || !glue_region)
+		return s.out;
+	if (eternal_block_foreach(glue_region, ETERNAL_TIER_SEALED, stray_cb, &s) < 0 && PyErr_Occurred()) {
+		Py_DECREF(s.out);
+		return NULL;
+	}
+	return s.out;
+}
+
 PyDoc_STRVAR(tier_of_doc, "tier_of(obj) -> 'sealed' | 'cow' | None");
 
 static PyObject *g_tier_of(PyObject *self, PyObject *o)
@@ -1536,6 +1620,7 @@ static PyMethodDef methods[] = {
 	{ "trap_read", g_trap_read, METH_VARARGS, trap_read_doc },
 	{ "audit_scan", g_audit_scan, METH_VARARGS, audit_scan_doc },
 	{ "tier_of", g_tier_of, METH_O, tier_of_doc },
+	{ "strays", g_strays, METH_VARARGS, strays_doc },
 	{ "bounds", g_bounds, METH_NOARGS, bounds_doc },
 	{ "exit_remap", g_exit_remap, METH_NOARGS, exit_remap_doc },
 	{ "is_enabled", g_is_enabled, METH_NOARGS, NULL },
