@@ -188,9 +188,15 @@ def read_maps(pid):
 
 
 def eternal_kind(name):
-    if "eternal:sealed" in name:
+    """eternal-sealed / eternal-cow for the region's VMAs: named eternal:sealed, or with a
+    prefix such as /memfd:eternal-py:sealed (deleted) as the stock glue names its memfds."""
+    i = name.find("eternal")
+    if i < 0:
+        return None
+    rest = name[i:]
+    if ":sealed" in rest:
         return "eternal-sealed"
-    if "eternal:cow" in name:
+    if ":cow" in rest:
         return "eternal-cow"
     return None
 

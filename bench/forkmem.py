@@ -51,6 +51,24 @@ def smaps_rollup(pid):
     return out
 
 
+def eternal_smaps(pid):
+    """kB of the eternal region's mappings (VMAs named eternal[-*]:sealed / :cow, memfd or anon).
+    Needed because a shmem page mapped by one process only counts as Private_Dirty in smaps
+    although it was never copied: it is not private in the copy-on-write sense."""
+    out = {"Rss": 0, "Pss": 0, "Private_Dirty": 0, "Shared_Dirty": 0, "Shared_Clean": 0}
+    inside = False
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            first = line.split(None, 1)[0]
+            if not first.endswith(":") or "-" in first:
+                if "-" in first and not first.endswith(":"):   # a VMA header line
+                    inside = cowmap.eternal_kind(line) is not None
+                continue
+            if inside and first[:-1] in out:
+                out[first[:-1]] += int(line.split()[1])
+    return out
+
+
 def children(pid):
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
@@ -61,10 +79,14 @@ def children(pid):
 
 def measure(master, workers):
     m = smaps_rollup(master)
+    m["eternal"] = eternal_smaps(master)
     ws = []
     for w in workers:
         try:
-            ws.append(dict(smaps_rollup(w), pid=w))
+            rec = dict(smaps_rollup(w), pid=w)
+            rec["eternal"] = eternal_smaps(w)
+            rec["Private_Dirty_noshmem"] = rec.get("Private_Dirty", 0) - rec["eternal"]["Private_Dirty"]
+            ws.append(rec)
         except OSError:
             ws.append({"pid": w, "dead": True})
     alive = [w for w in ws if not w.get("dead")]
@@ -73,7 +95,10 @@ def measure(master, workers):
     def mean(k):
         return statistics.mean(w[k] for w in alive) if alive else 0.0
     return {"master": m, "workers": ws, "total_pss_kb": total_pss,
-            "worker_mean_kb": {k: mean(k) for k in SMAPS_KEYS if alive and k in alive[0]},
+            "worker_mean_kb": {k: mean(k) for k in SMAPS_KEYS + ("Private_Dirty_noshmem",)
+                               if alive and k in alive[0]},
+            "worker_mean_eternal_kb": {k: statistics.mean(w["eternal"][k] for w in alive)
+                                       for k in alive[0]["eternal"]} if alive else {},
             "workers_alive": len(alive)}
 
 
@@ -474,6 +499,8 @@ def run_metrics(rec, cp_index=-1):
          "worker_rss_mb": _mb(wm.get("Rss", 0)), "worker_pss_mb": _mb(wm.get("Pss", 0)),
          "worker_private_dirty_mb": _mb(wm.get("Private_Dirty", 0)),
          "worker_shared_dirty_mb": _mb(wm.get("Shared_Dirty", 0)),
+         "worker_private_dirty_noshmem_mb": _mb(wm.get("Private_Dirty_noshmem", wm.get("Private_Dirty", 0))),
+         "worker_eternal_rss_mb": _mb(c.get("worker_mean_eternal_kb", {}).get("Rss", 0)),
          "worker_shared_clean_mb": _mb(wm.get("Shared_Clean", 0)),
          "master_rss_mb": _mb(c["master"].get("Rss", 0)),
          "master_private_dirty_mb": _mb(c["master"].get("Private_Dirty", 0)),
@@ -545,13 +572,13 @@ def fmt(agg, k, digits=1, spread=False):
 def markdown(aggs, modes, workers_list, header):
     lines = [header, ""]
     lines.append("| workload | mode | N | after req | worker Rss | worker Shared_Dirty | worker Private_Dirty "
-                 "(min–max) | Priv/Rss | total PSS (min–max) | master Rss | req/s | × stock | p50 ms | "
+                 "(min–max) | w. Priv excl. eternal shmem | Priv/Rss | total PSS (min–max) | master Rss | req/s | × stock | p50 ms | "
                  "p99 ms | warm-up s | sealed / cow MB |")
-    lines.append("|" + "---|" * 16)
+    lines.append("|" + "---|" * 17)
     for (wl, mode, n), g in sorted(aggs.items(), key=lambda kv: (kv[0][0], kv[0][2],
                                                                    modes.index(kv[0][1]) if kv[0][1] in modes else 99)):
         if g["status"] != "ok":
-            lines.append("| %s | %s | %d | - | %s |%s" % (wl, mode, n, g["status"].replace("|", "/"), " |" * 11))
+            lines.append("| %s | %s | %d | - | %s |%s" % (wl, mode, n, g["status"].replace("|", "/"), " |" * 12))
             continue
         stock = aggs.get((wl, "stock", n))
         for after, a in sorted(g["checkpoints"].items()):
@@ -563,9 +590,10 @@ def markdown(aggs, modes, workers_list, header):
             sc = "-"
             if a.get("sealed_mb"):
                 sc = "%.1f / %.1f" % (a["sealed_mb"]["median"], a.get("cow_mb", {"median": 0})["median"])
-            lines.append("| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            lines.append("| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 wl, mode, n, after, fmt(a, "worker_rss_mb"), fmt(a, "worker_shared_dirty_mb"),
-                fmt(a, "worker_private_dirty_mb", spread=True), fmt(a, "priv_over_rss", 2),
+                fmt(a, "worker_private_dirty_mb", spread=True), fmt(a, "worker_private_dirty_noshmem_mb"),
+                fmt(a, "priv_over_rss", 2),
                 fmt(a, "total_pss_mb", spread=True), fmt(a, "master_rss_mb"), fmt(a, "rps", 0), ratio,
                 fmt(a, "p50_ms", 2), fmt(a, "p99_ms", 2), fmt(a, "warmup_s", 2), sc))
     if workers_list and len(workers_list) > 1:
@@ -702,7 +730,8 @@ def main(argv=None):
     summary = {"command": cmdline, "python": info, "kernel": kernel, "date": date, "workload": wl.name,
                "modes": modes, "workers": workers_list, "repeats": args.repeats,
                "groups": [dict(workload=k[0], mode=k[1], workers=k[2], **v) for k, v in aggs.items()],
-               "fits": fits(aggs, modes, workers_list), "elapsed_s": time.time() - t_start}
+               "fits": fits(aggs, modes, workers_list), "elapsed_s": time.time() - t_start,
+               "eternal_path": args.eternal_path, "pycache": args.pycache}
     with open(os.path.join(args.out, base + "-runs.json"), "w") as f:
         json.dump(runs, f, indent=1, default=str)
     with open(os.path.join(args.out, base + "-summary.json"), "w") as f:
