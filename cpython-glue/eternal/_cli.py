@@ -27,11 +27,29 @@ def _run(argv):
                    help="when to seal if not --seal-now (default first-fork)")
     p.add_argument("--preload", default="", help="modules to import during warm-up: MOD,MOD,...")
     p.add_argument("--seal-now", action="store_true", help="seal after --preload, before the program")
-    p.add_argument("-m", dest="module", help="run a library module as a script")
-    p.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...] (or module args with -m)")
-    a = p.parse_args(argv)
+    p.add_argument("-m", dest="module", help="run a library module as a script (the rest are its args)")
+    p.add_argument("target", nargs="?", help="script.py (the rest are its args)")
+    # Our options end at `-m MODULE` or at the script: everything after
+    # belongs to the program, even if it looks like an option.
+    valued = {"--mode", "--log", "--engine", "--seal", "--preload"}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-m":
+            i += 2
+            break
+        if arg.startswith("-m") and len(arg) > 2 and not arg.startswith("--"):
+            i += 1
+            break
+        if not arg.startswith("-"):
+            i += 1
+            break
+        i += 2 if arg in valued else 1
+    a = p.parse_args(argv[:i])
+    rest = argv[i:]
     if not a.module and not a.target:
         p.error("give a script or -m module")
+    a.target = ([a.target] if a.target else []) + rest
     env = os.environ
     env["ETERNAL"] = "1"
     env["ETERNAL_MODE"] = a.mode

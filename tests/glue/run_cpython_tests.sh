@@ -1,0 +1,89 @@
+#!/bin/bash
+# tests/glue/run_cpython_tests.sh - CPython's own regression tests, once stock and once
+# with the glue on and sealed strict; TAP line per (interpreter, module): results must match.
+# usage: run_cpython_tests.sh [-p python]... [test_module ...]
+#   ETERNAL_BUILD_DIR=build-glue  use the build tree instead of the installed package
+#   ETERNAL_CPYTHON_MODE=strict   seal mode for the glue run
+#   ETERNAL_CPYTHON_TIMEOUT=900   per run, seconds
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+pyenv_root=${PYENV_ROOT:-$HOME/.pyenv}
+pythons=()
+while getopts p: o; do
+	case $o in p) pythons+=("$OPTARG") ;; *) exit 2 ;; esac
+done
+shift $((OPTIND - 1))
+[ ${#pythons[@]} -gt 0 ] || pythons=("$pyenv_root/versions/3.12.1/bin/python3.12" "$pyenv_root/versions/3.13.0/bin/python3.13")
+mods=("$@")
+[ ${#mods[@]} -gt 0 ] || mods=(test_marshal test_code test_importlib test_import test_str test_unicode test_bytes
+	test_tuple test_set test_dict test_gc test_sys test_compile test_inspect test_pickle test_json test_re
+	test_string test_types test_descr test_weakref test_zipimport test_frozen test_codeop)
+mode=${ETERNAL_CPYTHON_MODE:-strict}
+tmo=${ETERNAL_CPYTHON_TIMEOUT:-900}
+out=${ETERNAL_CPYTHON_OUT:-$(mktemp -d /tmp/eternal-cpython-tests.XXXXXX)}
+mkdir -p "$out"
+
+# Failed or errored test cases of a junit file, one id per line, sorted.
+failed_cases() {
+	python3 - "$1" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception:
+    print("<no junit output>"); sys.exit()
+bad = set()
+for tc in root.iter("testcase"):
+    if tc.find("failure") is not None or tc.find("error") is not None:
+        bad.add(f"{tc.get('classname')}.{tc.get('name')}")
+print("\n".join(sorted(bad)))
+PY
+}
+count_cases() {
+	python3 -c "import sys,xml.etree.ElementTree as E
+try: print(sum(1 for _ in E.parse(sys.argv[1]).getroot().iter('testcase')))
+except Exception: print(0)" "$1"
+}
+
+n=0; bad=0
+total=$(( ${#pythons[@]} * ${#mods[@]} ))
+echo "1..$total"
+for py in "${pythons[@]}"; do
+	ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+	tag=py${ver/./}
+	env_glue=(env -u PYTHONDONTWRITEBYTECODE)
+	if [ -n "${ETERNAL_BUILD_DIR:-}" ]; then
+		b=$(cd "$ETERNAL_BUILD_DIR" && pwd)
+		env_glue+=(PYTHONPATH="$root/cpython-glue:$b/cpython-glue/$tag${PYTHONPATH:+:$PYTHONPATH}")
+	fi
+	for m in "${mods[@]}"; do
+		n=$((n + 1))
+		s="$out/$ver-$m-stock"; g="$out/$ver-$m-glue"
+		timeout "$tmo" env -u PYTHONDONTWRITEBYTECODE -u ETERNAL "$py" -m test --junit-xml "$s.xml" "$m" \
+			>"$s.log" 2>&1
+		rs=$?
+		rm -rf "$g.d"
+		timeout "$tmo" "${env_glue[@]}" "$py" -m eternal run --mode "$mode" --seal-now --log "$g.d" \
+			--preload "test.support,test.libregrtest.main,unittest,test.$m" \
+			-m test --junit-xml "$g.xml" "$m" >"$g.log" 2>&1
+		rg=$?
+		failed_cases "$s.xml" >"$s.failed"; failed_cases "$g.xml" >"$g.failed"
+		cs=$(count_cases "$s.xml"); cg=$(count_cases "$g.xml")
+		sealed=$(python3 -c "import json,glob,sys
+f=sorted(glob.glob(sys.argv[1]+'/eternal-stats-*.json'), key=lambda p: len(p))
+s=[json.load(open(x)) for x in f]
+s=[x for x in s if x['argv'][:1]==['-m'] or True]
+st=s[0]['stats'] if s else {}
+print('%s %.1fMB sealed %d captures' % (st.get('mode','NOT-SEALED'), st.get('sealed_bytes',0)/1e6, st.get('captures',0)))" "$g.d" 2>/dev/null)
+		both=$(comm -12 "$s.failed" "$g.failed" | grep -v '^$' | tr '\n' ' ')
+		if [ "$rs" = "$rg" ] && [ "$cs" = "$cg" ] && cmp -s "$s.failed" "$g.failed"; then
+			echo "ok - $ver $m (exit $rs, $cs cases both; glue: $sealed)${both:+ # failing in both: $both}"
+		else
+			bad=$((bad + 1))
+			only=$(comm -13 "$s.failed" "$g.failed" | grep -v '^$' | head -20 | tr '\n' ' ')
+			echo "not ok - $ver $m (stock exit $rs/$cs cases, glue exit $rg/$cg cases) glue-only failures: $only log: $g.log"
+		fi
+	done
+done
+echo "# logs in $out; $bad of $n differ"
+[ "$bad" = 0 ]
