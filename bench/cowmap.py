@@ -30,10 +30,12 @@ import types
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SIG_DUMP = signal.SIGRTMIN + 1
-CLASSES = ("code", "str", "str-interned", "bytes", "tuple", "dict", "function", "type", "other")
+CLASSES = ("code", "str", "str-interned", "bytes", "tuple", "dict", "function", "type", "other",
+           "eternal-sealed", "eternal-cow")
 PFN_MASK = (1 << 55) - 1
 PRESENT = 1 << 63
 EXCLUSIVE = 1 << 56
+FILE_OR_SHARED = 1 << 61   # "page is file-page or shared-anon": not a private anonymous copy
 
 
 # ---------------------------------------------------------------- in-process side (master)
@@ -125,6 +127,9 @@ def dump_objects(path=None):
     interned = _interned_reader()
     contiguous = (str, bytes, tuple, int, float, complex, types.CodeType)
     rd_ptr = ctypes.c_void_p.from_address
+    et = sys.modules.get("eternal")
+    tier_of = getattr(et, "tier_of", None)
+
     def visit(obj):
         t = type(obj)
         try:
@@ -134,6 +139,13 @@ def dump_objects(path=None):
             inner, pre = t.__basicsize__, 0
         body = inner if t in contiguous else t.__basicsize__
         c = cls_index[_class_of(obj, interned)]
+        if tier_of is not None:
+            try:
+                tier = tier_of(obj)
+            except Exception:
+                tier = None
+            if tier in ("sealed", "cow"):
+                c = cls_index["eternal-" + tier]
         out.extend((id(obj) - max(pre, 0), body + max(pre, 0), c))
         try:
             if t is dict and inner > body:
@@ -228,6 +240,22 @@ def _vma_kind(name):
     return "file"
 
 
+def vma_kinds(vmas):
+    """Kind of each VMA. The region's data may sit in an unnamed anonymous mapping between
+    guard pages that carry the memfd's name (the stock glue's cow tier): such a mapping
+    takes the kind of the named neighbour it touches."""
+    kinds = [_vma_kind(v[3]) for v in vmas]
+    for i, v in enumerate(vmas):
+        if kinds[i] != "anon" or v[3]:
+            continue
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(vmas) and kinds[j].startswith("eternal-") and (
+                    vmas[j][1] == v[0] or vmas[j][0] == v[1]):
+                kinds[i] = kinds[j]
+                break
+    return kinds
+
+
 def snapshot(master, workers):
     """Read maps and pagemaps of master and workers. Returns a dict for compare()."""
     snap = {"master": master, "workers": list(workers), "maps": {}, "pagemaps": {}}
@@ -262,7 +290,8 @@ def _master_frame_lookup(snap):
 
 def compare(snap):
     """For each worker: pages copied from the master (present in both, different frame,
-    frame not shared with another worker), pages only in the worker (new), pages shared.
+    frame not shared with another worker; or an anonymous page in a file/memfd mapping),
+    pages only in the worker (new), pages shared (same frame, or a page-cache/shmem page).
     A frame shared by two workers but not the master means the MASTER copied the page
     after the fork; those are counted as master_moved, not as worker copies."""
     master = snap["master"]
@@ -274,16 +303,16 @@ def compare(snap):
     per_worker_pages = {}
     for w in snap["workers"]:
         pages = {}
-        for lo, hi, perms, name in snap["maps"][w]:
+        wmaps = sorted(snap["maps"][w])
+        for (lo, hi, perms, name), kind in zip(wmaps, vma_kinds(wmaps)):
             pm = snap["pagemaps"][w].get(lo)
             if pm is None:
                 continue
-            kind = _vma_kind(name)
             for i, e in enumerate(pm):
                 if e & PRESENT:
                     addr = lo + i * PAGE
                     pfn = e & PFN_MASK
-                    pages[addr] = (pfn, kind)
+                    pages[addr] = (pfn, kind, bool(e & FILE_OR_SHARED))
                     key = (addr, pfn)
                     shared_count[key] = shared_count.get(key, 0) + 1
         per_worker_pages[w] = pages
@@ -291,10 +320,19 @@ def compare(snap):
     for w, pages in per_worker_pages.items():
         copied, new, shared, moved = [], 0, 0, 0
         kinds = {}
-        for addr, (pfn, kind) in pages.items():
+        for addr, (pfn, kind, filepage) in pages.items():
             m = mframes.get(addr)
             if m is None:
-                new += 1
+                if filepage:
+                    # page cache / shmem (e.g. the sealed memfd, which the master remapped at
+                    # seal time and need not have touched since): shared, not the worker's own
+                    shared += 1
+                elif kind in ("eternal-sealed", "eternal-cow", "file"):
+                    # a private anonymous page in a file/memfd mapping is a copy of a file page
+                    copied.append(addr)
+                    kinds[addr] = kind
+                else:
+                    new += 1
             elif m == pfn:
                 shared += 1
             elif shared_count.get((addr, pfn), 0) > 1:
@@ -348,6 +386,7 @@ def classify(pid, page_addrs, dump_path=None, maps=None):
         dump_path = cand if os.path.exists(cand) else None
     objpages = _dump_pages(dump_path) if dump_path else {}
     vmas = sorted(maps if maps is not None else read_maps(pid))
+    kinds = vma_kinds(vmas)
     starts = [v[0] for v in vmas]
     import bisect
     out = {}
@@ -357,7 +396,7 @@ def classify(pid, page_addrs, dump_path=None, maps=None):
         k = bisect.bisect_right(starts, a) - 1
         kind = "anon"
         if k >= 0 and vmas[k][0] <= a < vmas[k][1]:
-            kind = _vma_kind(vmas[k][3])
+            kind = kinds[k]
         if kind in ("eternal-sealed", "eternal-cow", "file", "stack"):
             out[addr] = kind
             continue

@@ -52,20 +52,33 @@ def smaps_rollup(pid):
 
 
 def eternal_smaps(pid):
-    """kB of the eternal region's mappings (VMAs named eternal[-*]:sealed / :cow, memfd or anon).
+    """kB of the eternal region's mappings (VMAs named eternal[-*]:sealed / :cow, and the unnamed
+    anonymous data mapping between the cow guard pages; see cowmap.vma_kinds).
     Needed because a shmem page mapped by one process only counts as Private_Dirty in smaps
-    although it was never copied: it is not private in the copy-on-write sense."""
+    although it was never copied: it is not private in the copy-on-write sense. The cow tier's
+    anonymous copies are genuinely private, so the table's "excl. eternal shmem" column
+    subtracts only the shared (memfd) part: see measure()."""
     out = {"Rss": 0, "Pss": 0, "Private_Dirty": 0, "Shared_Dirty": 0, "Shared_Clean": 0}
-    inside = False
+    vmas, fields = [], []
     with open("/proc/%d/smaps" % pid) as f:
         for line in f:
             first = line.split(None, 1)[0]
-            if not first.endswith(":") or "-" in first:
-                if "-" in first and not first.endswith(":"):   # a VMA header line
-                    inside = cowmap.eternal_kind(line) is not None
-                continue
-            if inside and first[:-1] in out:
-                out[first[:-1]] += int(line.split()[1])
+            if "-" in first and not first.endswith(":"):   # a VMA header line
+                parts = line.split(None, 5)
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                vmas.append((lo, hi, parts[1], parts[5].strip() if len(parts) > 5 else ""))
+                fields.append({})
+            elif first.endswith(":") and first[:-1] in out and fields:
+                fields[-1][first[:-1]] = int(line.split()[1])
+    order = sorted(range(len(vmas)), key=lambda i: vmas[i])
+    kinds = cowmap.vma_kinds([vmas[i] for i in order])
+    out["shmem_Private_Dirty"] = 0
+    for i, kind in zip(order, kinds):
+        if kind.startswith("eternal-"):
+            for k, v in fields[i].items():
+                out[k] += v
+            if vmas[i][3]:   # named: the memfd (shared) mapping, not the anonymous cow data
+                out["shmem_Private_Dirty"] += fields[i].get("Private_Dirty", 0)
     return out
 
 
@@ -85,7 +98,7 @@ def measure(master, workers):
         try:
             rec = dict(smaps_rollup(w), pid=w)
             rec["eternal"] = eternal_smaps(w)
-            rec["Private_Dirty_noshmem"] = rec.get("Private_Dirty", 0) - rec["eternal"]["Private_Dirty"]
+            rec["Private_Dirty_noshmem"] = rec.get("Private_Dirty", 0) - rec["eternal"]["shmem_Private_Dirty"]
             ws.append(rec)
         except OSError:
             ws.append({"pid": w, "dead": True})
@@ -699,8 +712,10 @@ def main(argv=None):
     t_start = time.time()
     if not args.no_warm:
         log("warm pass (fills PYTHONPYCACHEPREFIX=%s)" % args.pycache)
+        want_cowmap, args.cowmap = args.cowmap, False
         wr = one_run(wl, "stock", min(workers_list), min(200, args.requests), [min(200, args.requests)], 0,
                      args, env0)
+        args.cowmap = want_cowmap
         if wr["status"] != "ok":
             log("warm pass status: %s" % wr["status"])
             if wr.get("master_log_tail"):
