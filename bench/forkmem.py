@@ -636,8 +636,8 @@ def fits(aggs, modes, workers_list):
                 g = aggs.get((wl, mode, n))
                 if g and g["status"] == "ok":
                     last = g["checkpoints"][max(g["checkpoints"])]
-                    pts.append([n, last["total_pss_mb"]["median"],
-                                last["worker_private_dirty_mb"]["median"]])
+                    priv = last.get("worker_private_dirty_noshmem_mb") or last["worker_private_dirty_mb"]
+                    pts.append([n, last["total_pss_mb"]["median"], priv["median"]])
             if len(pts) >= 2:
                 a, b, r2 = fit_line([p[0] for p in pts], [p[1] for p in pts])
                 out["%s/%s" % (wl, mode)] = {"a_mb": a, "b_mb": b, "r2": r2, "points": pts}
