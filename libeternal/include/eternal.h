@@ -94,7 +94,9 @@ enum eternal_numa_policy {
 enum eternal_huge {
 	ETERNAL_HUGE_OFF = 0,     /**< normal pages */
 	ETERNAL_HUGE_TRY = 1,     /**< hugetlb pages if the pool has free pages, else normal pages
-				       (stats say why); the grow step is rounded up to the huge page */
+				       (stats say why); the grow step is rounded up to the huge page.
+				       Strict and off modes seal hugetlb; trap and audit refuse it
+				       for now (eternal_seal -EOPNOTSUPP, region left in warm-up) */
 	ETERNAL_HUGE_REQUIRE = 2, /**< hugetlb pages or eternal_region_create() fails (-ENOMEM) */
 };
 

@@ -108,6 +108,8 @@ ETERNAL_HIDDEN int _eternal_place_apply(struct eternal_region *r, struct tier *t
 ETERNAL_HIDDEN int _eternal_place_fallocate(struct eternal_region *r, struct tier *t, off_t off, off_t len);
 ETERNAL_HIDDEN void _eternal_place_close(struct eternal_region *r);
 ETERNAL_HIDDEN void _eternal_place_stats(const struct eternal_region *r, struct eternal_stats *st);
+/* seal.c asks before anything else: -EOPNOTSUPP if @mode cannot run on the tier's pages. */
+ETERNAL_HIDDEN int _eternal_place_seal_check(const struct eternal_region *r, enum eternal_mode mode);
 
 /* trap.c: the trap and audit engines. seal.c calls prepare before the
  * irreversible part of sealing (so a missing feature leaves the region

@@ -55,6 +55,9 @@ int eternal_seal(eternal_region *r, enum eternal_mode mode, const struct eternal
 	}
 	/* Everything that can fail for want of a kernel feature is tried
 	 * first, while the region can still go on warming up. */
+	rc = _eternal_place_seal_check(r, mode);
+	if (rc < 0)
+		goto out;
 	if (mode != ETERNAL_MODE_OFF) {
 		rc = _eternal_trap_prepare(r, mode, topts);
 		if (rc < 0)
