@@ -266,6 +266,20 @@ int _eternal_place_fallocate(struct eternal_region *r, struct tier *t, off_t off
 	return fallocate_on(t->fd, off, len, r->place.kmode, r->place.nodes);
 }
 
+/* The trap and audit engines un-protect and record base pages; on a hugetlb
+ * tier the kernel refuses those ranges, and a trapped writer would never be
+ * let through. Refuse the mode while the region can still warm up instead.
+ * Drop this once trap.c works in units of the tier's page_size. */
+int _eternal_place_seal_check(const struct eternal_region *r, enum eternal_mode mode)
+{
+	const struct tier *t = &r->tier[ETERNAL_TIER_SEALED];
+
+	if ((mode == ETERNAL_MODE_TRAP || mode == ETERNAL_MODE_AUDIT) &&
+	    t->page_size != (size_t)sysconf(_SC_PAGESIZE))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
 void _eternal_place_close(struct eternal_region *r)
 {
 	struct eternal_placement *p = &r->place;
