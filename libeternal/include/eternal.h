@@ -82,8 +82,9 @@ enum eternal_state {
 enum eternal_numa_policy {
 	ETERNAL_NUMA_DEFAULT = 0,    /**< no policy: the kernel's (node of the CPU that grows the tier) */
 	ETERNAL_NUMA_INTERLEAVE = 1, /**< pages round-robin over numa_nodes (0: every allowed node) */
-	ETERNAL_NUMA_BIND = 2,       /**< pages only from numa_nodes (0: every allowed node); growth
-				          fails with -ENOMEM when those nodes are full */
+	ETERNAL_NUMA_BIND = 2,       /**< pages only from numa_nodes (0: every allowed node); when
+				          those nodes are full the kernel reclaims or OOM-kills, as for
+				          any bound memory */
 	ETERNAL_NUMA_PREFERRED = 3,  /**< pages from the lowest node of numa_nodes (0: the creating
 				          CPU's node), from others when it is full */
 	ETERNAL_NUMA_LOCAL = 4,      /**< pages from the node of the CPU that grows the tier */
