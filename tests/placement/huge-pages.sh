@@ -38,6 +38,7 @@ if [ "$(mi HugePages_Free)" -lt 16 ]; then
 	echo "# could not get 16 free huge pages (have $(mi HugePages_Free))"
 fi
 run active
+run replica
 run fork-warmup
 # Known gap: trap.c un-protects and marks pages of the system page size; on a hugetlb tier it must
 # use the tier's (struct tier.page_size). Until then seal refuses trap mode there (-EOPNOTSUPP,

@@ -230,6 +230,57 @@ static int fork_warmup(void)
 	return T_PASS;
 }
 
+/* Replicas of a hugetlb tier are hugetlb too, each on its node. */
+static int replica_node;
+
+static void replica_worker(void *arg)
+{
+	uint64_t per_node[64] = { 0 };
+	int pages;
+
+	(void)arg;
+	if (pt_pin_node(replica_node) < 0 && pt_popcount(pt_allowed_nodes()) > 1)
+		_exit(2);
+	if (eternal_replica_attach(r, -1) != replica_node)
+		_exit(3);
+	for (int i = 0; i < NBIG; i++)
+		if (!t_pattern_check(blk[i], 1ul << 20, (unsigned)i))
+			_exit(4);
+	pages = eternal_numa_pages(r, per_node, 64);
+	if (pages <= 0 || per_node[replica_node] != (uint64_t)pages)
+		_exit(5);
+	if (!strstr(pt_numa_maps((void *)lo), " huge "))
+		_exit(6);
+	_exit(0);
+}
+
+static int replica(long hp)
+{
+	struct eternal_stats st = { .sz = sizeof(st) };
+	uint64_t allowed = pt_allowed_nodes();
+	long free0;
+	int rc;
+
+	r = make(ETERNAL_HUGE_TRY, ETERNAL_NUMA_INTERLEAVE, &rc);
+	CHECK_RC(rc, 0);
+	CHECK_RC(eternal_tier_bounds(r, ETERNAL_TIER_SEALED, &lo, &lim), 0);
+	for (int i = 0; i < NBIG; i++) {
+		CHECK_RC(eternal_alloc(r, ETERNAL_TIER_SEALED, 1ul << 20, 0, 0, &blk[i]), 0);
+		t_pattern_fill(blk[i], 1ul << 20, (unsigned)i);
+	}
+	CHECK_RC(eternal_seal(r, ETERNAL_MODE_STRICT, NULL), 0);
+	free0 = meminfo("HugePages_Free");
+	CHECK_RC(eternal_replicas_build(r, 0), pt_popcount(allowed));
+	CHECK_RC(eternal_stats_get(r, &st), 0);
+	/* Each replica takes as many huge pages as the tier. */
+	CHECK(free0 - meminfo("HugePages_Free") >= (long)(st.replica_bytes / (uint64_t)hp));
+	for (replica_node = 0; replica_node < 64; replica_node++)
+		if (allowed >> replica_node & 1)
+			CHECK_RC(t_fork_run(replica_worker, NULL), 0);
+	CHECK_RC(eternal_region_close(r), 0);
+	return T_PASS;
+}
+
 int main(int argc, char **argv)
 {
 	long hp = meminfo("Hugepagesize") << 10;
@@ -243,6 +294,8 @@ int main(int argc, char **argv)
 		t_skip("fewer than 4 free huge pages (run through huge-pages.sh as root)");
 	if (!strcmp(m, "active"))
 		return active(hp);
+	if (!strcmp(m, "replica"))
+		return replica(hp);
 	if (!strcmp(m, "fork-warmup"))
 		return fork_warmup();
 	if (!strcmp(m, "exhaust"))
@@ -253,6 +306,6 @@ int main(int argc, char **argv)
 		return trap(ETERNAL_ENGINE_THREAD);
 	if (!strcmp(m, "trap-mprotect"))
 		return trap(ETERNAL_ENGINE_MPROTECT);
-	fprintf(stderr, "usage: huge_pages fallback|active|fork-warmup|exhaust|trap-precise|trap-thread|trap-mprotect\n");
+	fprintf(stderr, "usage: huge_pages fallback|active|replica|fork-warmup|exhaust|trap-precise|trap-thread|trap-mprotect\n");
 	return T_FAIL;
 }

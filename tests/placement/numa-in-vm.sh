@@ -111,6 +111,7 @@ run "huge_pages fallback (empty pool)" /huge_pages fallback
 echo 16 >/proc/sys/vm/nr_hugepages
 echo "# huge pages: node0 $(cat /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages) node1 $(cat /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages)"
 run "huge_pages interleaved over two nodes, sealed" /huge_pages active
+run "huge_pages replicas, one per node, on huge pages" /huge_pages replica
 run "huge_pages fork during warm-up gets a private view" /huge_pages fork-warmup
 echo 4 >/proc/sys/vm/nr_hugepages
 run "huge_pages pool exhausted: -ENOMEM, no SIGBUS" /huge_pages exhaust
