@@ -50,6 +50,21 @@ def _compile_captured(C, data, path, optimize):
         flt[:] = saved
 
 
+_WRAP_S2C = """
+def source_to_code(self, data, path, *, _optimize=-1):
+    code = _compile_captured(C, data, path, _optimize)
+    if code is not None:
+        return code
+    return orig_s2c(self, data, path, _optimize=_optimize)
+"""
+
+_WRAP_ZIP = """
+def _compile_source(pathname, source):
+    code = _compile_captured(C, norm(source), pathname, -1)
+    return code if code is not None else orig_zc(pathname, source)
+"""
+
+
 def install(C):
     import marshal
     be = sys.modules["_frozen_importlib_external"]
@@ -63,17 +78,15 @@ def install(C):
     shim.__eternal_shim__ = True
     be.marshal = shim
 
-    orig_s2c = be.SourceLoader.source_to_code
-
-    def source_to_code(self, data, path, *, _optimize=-1):
-        code = _compile_captured(C, data, path, _optimize)
-        if code is not None:
-            return code
-        return orig_s2c(self, data, path, _optimize=_optimize)
-
-    source_to_code.__doc__ = orig_s2c.__doc__
-    source_to_code.__wrapped__ = orig_s2c
-    be.SourceLoader.source_to_code = source_to_code
+    # The wrappers are compiled under importlib's own file names: the import
+    # system drops those frames from tracebacks (SyntaxError in a module
+    # shows the module only), and so it must drop ours.
+    ns = {"C": C, "_compile_captured": _compile_captured}
+    exec(compile(_WRAP_S2C, "<frozen importlib._bootstrap_external>", "exec"), ns)
+    ns["orig_s2c"] = be.SourceLoader.source_to_code
+    ns["source_to_code"].__doc__ = ns["orig_s2c"].__doc__
+    ns["source_to_code"].__wrapped__ = ns["orig_s2c"]
+    be.SourceLoader.source_to_code = ns["source_to_code"]
 
     try:
         import zipimport
@@ -84,8 +97,7 @@ def install(C):
         orig_zc = getattr(zipimport, "_compile_source", None)
         norm = getattr(zipimport, "_normalize_line_endings", None)
         if orig_zc is not None and norm is not None:
-            def _compile_source(pathname, source):
-                code = _compile_captured(C, norm(source), pathname, -1)
-                return code if code is not None else orig_zc(pathname, source)
-            zipimport._compile_source = _compile_source
+            zns = {"C": C, "_compile_captured": _compile_captured, "orig_zc": orig_zc, "norm": norm}
+            exec(compile(_WRAP_ZIP, "<frozen zipimport>", "exec"), zns)
+            zipimport._compile_source = zns["_compile_source"]
     _installed.append(shim)

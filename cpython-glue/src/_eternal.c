@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -44,18 +45,21 @@ static struct {
 struct pmap {
 	uintptr_t *k, *v;
 	size_t cap, n;
+	unsigned bits; /* cap == 1 << bits */
 	int oom;
 };
 
 static size_t pmap_slot(const struct pmap *m, uintptr_t k)
 {
-	return (size_t)(((k >> 4) * 0x9E3779B97F4A7C15ull) >> 7) & (m->cap - 1);
+	/* Fibonacci hashing: the top bits of the product mix all of the key. */
+	return (size_t)(((uint64_t)(k >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - m->bits));
 }
 
 static int pmap_grow(struct pmap *m)
 {
 	struct pmap n = { 0 };
-	n.cap = m->cap ? m->cap * 2 : 1024;
+	n.bits = m->cap ? m->bits + 1 : 10;
+	n.cap = (size_t)1 << n.bits;
 	n.k = calloc(n.cap, sizeof(uintptr_t));
 	n.v = calloc(n.cap, sizeof(uintptr_t));
 	if (!n.k || !n.v) {
@@ -281,77 +285,136 @@ static void walk_push(struct walk *w, PyObject *o)
 	w->objs[w->n++] = o;
 }
 
-static void walk(struct walk *w, PyObject *o, int in_set, int depth)
+/* Where an object was reached: code objects may only be the root or a
+ * direct item of some code's co_consts (where move_code patches them). */
+enum { CTX_ROOT, CTX_CONSTS, CTX_OTHER, CTX_SET };
+
+static inline int leaf_type(PyTypeObject *t)
+{
+	return t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyLong_Type || t == &PyFloat_Type ||
+	       t == &PyComplex_Type || t == &PyBool_Type;
+}
+
+static void walk_fail(struct walk *w, const char *why)
+{
+	w->bad = 1;
+	w->badtype = why;
+}
+
+static void walk(struct walk *w, PyObject *o, int ctx, int depth)
 {
 	PyTypeObject *t;
 	int r;
 
 	if (!o || w->bad)
 		return;
+	t = Py_TYPE(o);
+	/* Heap leaves (pre-existing interned names, small ints, None...) are
+	 * none of our business: skip them before touching the map. */
+	if (!glue_in_region(o) && (leaf_type(t) || !(t == &PyTuple_Type || t == &PyFrozenSet_Type ||
+						     t == &PyCode_Type)))
+		return;
+	if (t == &PyCode_Type && ctx != CTX_ROOT && ctx != CTX_CONSTS) {
+		walk_fail(w, "code outside co_consts");
+		return;
+	}
 	r = pmap_put(&w->seen, o, 0);
 	if (r < 0) {
-		w->bad = 1;
-		w->badtype = "(out of memory)";
+		walk_fail(w, "(out of memory)");
 		return;
 	}
-	if (r == 0) {
-		if (in_set && PyCode_Check(o))
-			w->bad = 1, w->badtype = "code in a frozenset";
+	if (r == 0)
 		return;
-	}
 	if (depth > 20000) {
-		w->bad = 1;
-		w->badtype = "(too deep)";
+		walk_fail(w, "(too deep)");
 		return;
 	}
 	walk_push(w, o);
-	t = Py_TYPE(o);
+	if (leaf_type(t))
+		return;
 	if (t == &PyTuple_Type) {
+		int sub = ctx == CTX_CONSTS ? CTX_OTHER : ctx;
 		for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++)
-			walk(w, PyTuple_GET_ITEM(o, i), in_set, depth + 1);
+			walk(w, PyTuple_GET_ITEM(o, i), sub == CTX_ROOT ? CTX_OTHER : sub, depth + 1);
 	} else if (t == &PyFrozenSet_Type) {
 		Py_ssize_t pos = 0;
 		PyObject *k;
 		Py_hash_t h;
 		while (_PySet_NextEntry(o, &pos, &k, &h))
-			walk(w, k, 1, depth + 1);
+			walk(w, k, CTX_SET, depth + 1);
 	} else if (t == &PyCode_Type) {
 		PyCodeObject *co = (PyCodeObject *)o;
-		if (in_set) {
-			w->bad = 1;
-			w->badtype = "code in a frozenset";
-			return;
+		PyObject *consts = co->co_consts;
+		/* co_consts' items are walked in the CONSTS context. */
+		if (consts && Py_TYPE(consts) == &PyTuple_Type && pmap_put(&w->seen, consts, 0) == 1) {
+			walk_push(w, consts);
+			for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++)
+				walk(w, PyTuple_GET_ITEM(consts, i), CTX_CONSTS, depth + 1);
 		}
-		walk(w, co->co_consts, 0, depth + 1);
-		walk(w, co->co_names, 0, depth + 1);
-		walk(w, co->co_exceptiontable, 0, depth + 1);
-		walk(w, co->co_localsplusnames, 0, depth + 1);
-		walk(w, co->co_localspluskinds, 0, depth + 1);
-		walk(w, co->co_filename, 0, depth + 1);
-		walk(w, co->co_name, 0, depth + 1);
-		walk(w, co->co_qualname, 0, depth + 1);
-		walk(w, co->co_linetable, 0, depth + 1);
-	} else if (t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyLong_Type ||
-		   t == &PyFloat_Type || t == &PyComplex_Type || t == &PyBool_Type) {
-		/* leaves */
-	} else if (w->allow_mapping && t == &PyDict_Type && glue_in_region(o)) {
+		walk(w, co->co_names, CTX_OTHER, depth + 1);
+		walk(w, co->co_exceptiontable, CTX_OTHER, depth + 1);
+		walk(w, co->co_localsplusnames, CTX_OTHER, depth + 1);
+		walk(w, co->co_localspluskinds, CTX_OTHER, depth + 1);
+		walk(w, co->co_filename, CTX_OTHER, depth + 1);
+		walk(w, co->co_name, CTX_OTHER, depth + 1);
+		walk(w, co->co_qualname, CTX_OTHER, depth + 1);
+		walk(w, co->co_linetable, CTX_OTHER, depth + 1);
+	} else if (w->allow_mapping && t == &PyDict_Type) {
 		Py_ssize_t pos = 0;
 		PyObject *k, *v;
 		while (PyDict_Next(o, &pos, &k, &v)) {
-			walk(w, k, 0, depth + 1);
-			walk(w, v, 0, depth + 1);
+			walk(w, k, CTX_OTHER, depth + 1);
+			walk(w, v, CTX_OTHER, depth + 1);
 		}
-	} else if (w->allow_mapping && t == &PyDictProxy_Type && glue_in_region(o)) {
-		walk(w, ((proxyobject *)o)->mapping, 0, depth + 1);
-	} else if (glue_in_region(o)) {
-		w->bad = 1;
-		w->badtype = t->tp_name;
+	} else if (w->allow_mapping && t == &PyDictProxy_Type) {
+		walk(w, ((proxyobject *)o)->mapping, CTX_OTHER, depth + 1);
+	} else {
+		walk_fail(w, t->tp_name);
 	}
 }
 
-/* Short strings (names, file names, keys) are interned at clean-up: a
- * region str interned after sealing would get its state written. */
+/* Short strings (names, file names, keys) are interned when sealing: a
+ * region str interned after sealing would get its state written (3.13
+ * interns every new code object's co_filename, setattr interns names). */
 #define INTERN_MAX 64
+
+struct strlist {
+	PyObject **v;
+	size_t n, cap;
+};
+
+static int intern_cb(const struct eternal_block *b, void *arg)
+{
+	struct strlist *l = arg;
+	PyObject *o = b->start;
+
+	if (b->tag != TAG_STR || Py_TYPE(o) != &PyUnicode_Type ||
+	    PyUnicode_GET_LENGTH(o) > INTERN_MAX || PyUnicode_CHECK_INTERNED(o))
+		return 0;
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 4096;
+		PyObject **n = realloc(l->v, nc * sizeof(*n));
+		if (!n)
+			return 1;
+		l->v = n;
+		l->cap = nc;
+	}
+	l->v[l->n++] = o;
+	return 0;
+}
+
+/* Collected first, interned after the walk: interning may free a dict
+ * table, and the walk must not see the region change under it. */
+static void intern_short_strings(void)
+{
+	struct strlist l = { 0 };
+
+	(void)eternal_block_foreach(glue_region, ETERNAL_TIER_SEALED, intern_cb, &l);
+	for (size_t i = 0; i < l.n; i++)
+		glue_intern_now(l.v[i]);
+	C.interned_extra += l.n;
+	free(l.v);
+}
 
 static void untrack(PyObject *o)
 {
@@ -366,10 +429,6 @@ static void process_leaf(struct walk *w, PyObject *o)
 
 	if (t == &PyUnicode_Type) {
 		glue_intern_immortal(o);
-		if (PyUnicode_GET_LENGTH(o) <= INTERN_MAX && !PyUnicode_CHECK_INTERNED(o)) {
-			glue_intern_now(o);
-			C.interned_extra++;
-		}
 		(void)PyObject_Hash(o);
 		if (!PyUnicode_IS_ASCII(o)) {
 			if (!PyUnicode_AsUTF8AndSize(o, NULL)) {
@@ -428,46 +487,56 @@ static void process_leaf(struct walk *w, PyObject *o)
 static PyObject *move_code(struct walk *w, PyObject *root)
 {
 	PyObject **old = NULL;
-	size_t nold = 0;
+	size_t nold = 0, capold = 0;
+	int any_code = 0;
 
 	for (size_t i = 0; i < w->n; i++) {
-		PyObject *o = w->objs[i], *nw;
-		struct eternal_block b;
+		PyObject *o = w->objs[i];
+		size_t size;
 		void *p;
 
-		if (Py_TYPE(o) != &PyCode_Type || !glue_in_sealed(o))
+		if (Py_TYPE(o) != &PyCode_Type)
 			continue;
-		if (eternal_block_find(glue_region, o, &b) < 0 || b.start != (void *)o)
+		any_code = 1;
+		if (!glue_in_sealed(o))
 			continue;
-		if (eternal_alloc(glue_region, ETERNAL_TIER_COW, b.size, 0, TAG_CODE, &p) < 0) {
-			p = prev_obj.malloc(prev_obj.ctx, b.size);
+		size = _PyObject_VAR_SIZE(Py_TYPE(o), Py_SIZE(o));
+		if (eternal_alloc(glue_region, ETERNAL_TIER_COW, size, 0, TAG_CODE, &p) < 0) {
+			p = prev_obj.malloc(prev_obj.ctx, size);
 			if (!p)
 				continue; /* stays in the sealed tier: reported as code there */
 			C.code_moved_heap++;
 		} else {
 			C.code_moved++;
 		}
-		memcpy(p, o, b.size);
-		nw = (PyObject *)p;
-		immortalize(nw);
-		*pmap_get(&w->seen, o) = (uintptr_t)nw;
-		PyObject **n2 = realloc(old, (nold + 1) * sizeof(*old));
-		if (n2) {
+		memcpy(p, o, size);
+		immortalize((PyObject *)p);
+		*pmap_get(&w->seen, o) = (uintptr_t)p;
+		if (nold == capold) {
+			size_t nc = capold ? capold * 2 : 64;
+			PyObject **n2 = realloc(old, nc * sizeof(*old));
+			if (!n2)
+				continue; /* the old block is merely not recycled */
 			old = n2;
-			old[nold++] = o;
+			capold = nc;
 		}
+		old[nold++] = o;
 	}
 	if (!nold)
 		return root;
+	(void)any_code;
+	/* Code objects live only as the root or in some code's co_consts (the
+	 * walk refused anything else), so those are the slots to patch. */
 	for (size_t i = 0; i < w->n; i++) {
-		PyObject *o = w->objs[i];
-		if (Py_TYPE(o) != &PyTuple_Type)
+		PyObject *o = w->objs[i], *consts;
+		if (Py_TYPE(o) != &PyCode_Type)
 			continue;
-		for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(o); j++) {
-			PyObject *it = PyTuple_GET_ITEM(o, j);
+		consts = ((PyCodeObject *)o)->co_consts;
+		for (Py_ssize_t j = 0; consts && j < PyTuple_GET_SIZE(consts); j++) {
+			PyObject *it = PyTuple_GET_ITEM(consts, j);
 			uintptr_t *r;
 			if (Py_TYPE(it) == &PyCode_Type && (r = pmap_get(&w->seen, it)) && *r)
-				PyTuple_SET_ITEM(o, j, (PyObject *)*r);
+				PyTuple_SET_ITEM(consts, j, (PyObject *)*r);
 		}
 	}
 	{
@@ -485,9 +554,13 @@ static PyObject *move_code(struct walk *w, PyObject *root)
 /* Window open: make everything @root reaches eternal. Returns the new root
  * (code may have moved), or NULL with *reject set if the result holds an
  * object we cannot keep (the caller drops it and loads again outside). */
+static unsigned long long dbg_ns[3];
+static unsigned long long cpu_ns(void);
 static PyObject *finish(struct walk *w, PyObject *root, int *reject)
 {
-	walk(w, root, 0, 0);
+	unsigned long long a = cpu_ns(), b2, c2;
+	walk(w, root, CTX_ROOT, 0);
+	b2 = cpu_ns(); dbg_ns[0] += b2 - a;
 	if (w->bad) {
 		*reject = 1;
 		return NULL;
@@ -495,7 +568,10 @@ static PyObject *finish(struct walk *w, PyObject *root, int *reject)
 	for (size_t i = 0; i < w->n; i++)
 		if (glue_in_region(w->objs[i]) && Py_TYPE(w->objs[i]) != &PyCode_Type)
 			process_leaf(w, w->objs[i]);
-	return move_code(w, root);
+	c2 = cpu_ns(); dbg_ns[1] += c2 - b2;
+	root = move_code(w, root);
+	dbg_ns[2] += cpu_ns() - c2;
+	return root;
 }
 
 static int seen_block(struct walk *w, void *p)
@@ -507,6 +583,8 @@ static int seen_block(struct walk *w, void *p)
  * a deduplicated constant) still live in the interned dict. */
 static void orphans(struct walk *w)
 {
+	size_t keep = 0;
+
 	for (size_t i = 0; i < alog_n; i++) {
 		void *p = alog[i];
 		struct eternal_block b;
@@ -521,8 +599,13 @@ static void orphans(struct walk *w)
 			(void)pmap_put(&w->seen, o, 0);
 			process_leaf(w, o);
 			C.orphans++;
+			continue;
 		}
+		/* Unaccounted for: strays() looks at these again, after the
+		 * window closed and the free lists were drained. */
+		alog[keep++] = p;
 	}
+	alog_n = keep;
 }
 
 /* A live block nobody accounts for is an object something leaked (stock
@@ -550,11 +633,30 @@ static void neutralize(void *p, size_t size)
 }
 
 /* Window closed: count the live blocks nobody accounted for. */
+static int live_unseen(struct walk *w, void *p, struct eternal_block *b)
+{
+	return !seen_block(w, p) && eternal_block_find(glue_region, p, b) == 0 && b->start == p && !b->tag;
+}
+
 static void strays(struct walk *w)
 {
-	for (size_t i = 0; i < alog_n; i++) {
+	struct eternal_block b;
+	size_t i;
+	int purged = 0;
+
+	/* A leftover is most often a name the type attribute cache still holds;
+	 * drop those entries (only then: scanning the cache costs) and look again. */
+	for (i = 0; i < alog_n; i++) {
+		if (live_unseen(w, alog[i], &b)) {
+			C.cache_purged += (unsigned long long)glue_typecache_purge();
+			purged = 1;
+			break;
+		}
+	}
+	if (!purged)
+		return;
+	for (i = 0; i < alog_n; i++) {
 		void *p = alog[i];
-		struct eternal_block b;
 
 		if (seen_block(w, p))
 			continue;
@@ -591,10 +693,20 @@ static void window_close(struct window *win, struct walk *w)
 		else if (r < 0)
 			PyErr_Clear();
 	}
-	C.cache_purged += (unsigned long long)glue_typecache_purge();
 	strays(w);
 	if (win->gc_was)
 		PyGC_Enable();
+}
+
+/* CPU time spent in each phase of the windows (stats: "phase_ns"). */
+enum { PH_READ, PH_FINISH, PH_ORPHANS, PH_CLOSE, PH_N };
+static unsigned long long phase_ns[PH_N];
+
+static unsigned long long cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 }
 
 static PyObject *capture_load(const char *buf, Py_ssize_t len)
@@ -604,9 +716,13 @@ static PyObject *capture_load(const char *buf, Py_ssize_t len)
 	PyObject *res;
 	int reject = 0;
 
+	unsigned long long t0 = cpu_ns(), t1, t2, t3;
+
 	C.captures++;
 	window_open(&win);
 	res = PyMarshal_ReadObjectFromString(buf, len);
+	t1 = cpu_ns();
+	phase_ns[PH_READ] += t1 - t0;
 	if (!res) {
 		/* The exception was built in the region: drop it here and let
 		 * stock marshal raise its own twin outside the window. */
@@ -622,10 +738,15 @@ static PyObject *capture_load(const char *buf, Py_ssize_t len)
 		}
 		res = r2;
 	}
+	t2 = cpu_ns();
+	phase_ns[PH_FINISH] += t2 - t1;
 	orphans(&w);
+	t3 = cpu_ns();
+	phase_ns[PH_ORPHANS] += t3 - t2;
 	window_close(&win, &w);
 	pmap_free(&w.seen);
 	free(w.objs);
+	phase_ns[PH_CLOSE] += cpu_ns() - t3;
 	if (reject)
 		res = PyMarshal_ReadObjectFromString(buf, len);
 	return res;
@@ -1044,7 +1165,8 @@ static PyObject *g_enable(PyObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "sealed_reserve", "cow_reserve", "grow_step", NULL };
 	Py_ssize_t sres = 0, cres = 0, step = 0;
-	struct eternal_region_opts o = { .sz = sizeof(o), .name = "eternal-py" };
+	/* NOLOCK: every call is made holding the GIL (lookups are lock-free). */
+	struct eternal_region_opts o = { .sz = sizeof(o), .name = "eternal-py", .flags = ETERNAL_REGION_NOLOCK };
 	PyObject *marshal;
 	int rc;
 
@@ -1170,6 +1292,9 @@ static PyObject *g_seal(PyObject *self, PyObject *args, PyObject *kw)
 		PyErr_SetString(PyExc_RuntimeError, "eternal.seal(): already sealed");
 		return NULL;
 	}
+	intern_short_strings();
+	if (glue_interned_fixup() < 0)
+		PyErr_Clear();
 	/* Whatever a free list or a cycle still holds, let go of it now. */
 	PyGC_Collect();
 	o.engine = (enum eternal_trap_engine)engine;
@@ -1294,6 +1419,13 @@ static PyObject *g_stats(PyObject *self, PyObject *unused)
 	dict_set_ull(d, "sealed_frees_ignored", C.sealed_frees_ignored);
 	dict_set_ull(d, "freezes", C.freezes);
 	dict_set_ull(d, "interned_extra", C.interned_extra);
+	dict_set_ull(d, "ns_walk", dbg_ns[0]);
+	dict_set_ull(d, "ns_process", dbg_ns[1]);
+	dict_set_ull(d, "ns_move", dbg_ns[2]);
+	dict_set_ull(d, "ns_read", phase_ns[PH_READ]);
+	dict_set_ull(d, "ns_finish", phase_ns[PH_FINISH]);
+	dict_set_ull(d, "ns_orphans", phase_ns[PH_ORPHANS]);
+	dict_set_ull(d, "ns_close", phase_ns[PH_CLOSE]);
 	dict_set_ull(d, "typecache_purged", C.cache_purged);
 	if (PyErr_Occurred())
 		goto err;
