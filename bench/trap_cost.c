@@ -334,6 +334,8 @@ int main(int argc, char **argv)
 	if (!strcmp(only, "precise")) {
 		bench_floor();
 		bench_engine("precise (uffd WP + SIGBUS)", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_PRECISE, 0, NULL);
+		bench_engine("precise, FP_ONLY (no stack copy)", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_PRECISE,
+			     ETERNAL_TRAP_FP_ONLY, NULL);
 	}
 	if (!strcmp(only, "thread")) {
 		bench_engine("thread, follows the writer's CPU", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_THREAD, 0, NULL);
@@ -343,6 +345,8 @@ int main(int argc, char **argv)
 		bench_engine("baseline: mode off (private COW fault)", ETERNAL_MODE_OFF, 0, 0, NULL);
 		bench_floor();
 		bench_engine("precise (uffd WP + SIGBUS)", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_PRECISE, 0, NULL);
+		bench_engine("precise, FP_ONLY (no stack copy)", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_PRECISE,
+			     ETERNAL_TRAP_FP_ONLY, NULL);
 		bench_engine("precise + JSON log dir", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_PRECISE, 0, dir);
 		bench_engine("thread, follows the writer's CPU", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_THREAD, 0, NULL);
 		bench_engine("thread, busy-poll", ETERNAL_MODE_TRAP, ETERNAL_ENGINE_THREAD, ETERNAL_TRAP_BUSY_POLL, NULL);

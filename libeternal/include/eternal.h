@@ -254,8 +254,8 @@ typedef int (*eternal_describe_fn)(const struct eternal_trap_event *ev, char *bu
 #define ETERNAL_TRAP_COW_TIER  (1u << 2) /**< also trap first writes to cow-tier pages */
 #define ETERNAL_TRAP_STRICT_DESCRIBE (1u << 3) /**< strict mode: call describe from the SIGSEGV
                                                 handler too (only if describe is async-signal-safe) */
-#define ETERNAL_TRAP_FP_ONLY (1u << 4) /**< backtraces from frame pointers only: no stack copy per
-                                        trap for the CFI unwinder (saves ~0.5 us, ~2 KiB a ring slot) */
+#define ETERNAL_TRAP_FP_ONLY (1u << 4) /**< backtraces from frame pointers only: no 2 KiB stack copy
+                                        per trap for the CFI unwinder, ring slots ~2 KiB smaller */
 
 struct eternal_trap_opts {
 	size_t sz;                      /**< sizeof(struct eternal_trap_opts) */
