@@ -5,12 +5,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/mempolicy.h>
+#include <numaif.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef MFD_HUGETLB
@@ -33,31 +33,14 @@
 #define HUGE_MAX (2ul << 20)
 #define SEALS (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
-/* The memory-policy system calls, called directly rather than through
- * libnuma: they are the same thin wrappers, and libnuma prints warnings on
- * stderr, which a library must not do. */
-static long sys_mbind(void *addr, unsigned long len, int mode, const unsigned long *mask,
-		      unsigned long maxnode, unsigned flags)
-{
-	return syscall(SYS_mbind, addr, len, mode, mask, maxnode, flags);
-}
-
-static long sys_set_mempolicy(int mode, const unsigned long *mask, unsigned long maxnode)
-{
-	return syscall(SYS_set_mempolicy, mode, mask, maxnode);
-}
-
-static long sys_get_mempolicy(int *mode, unsigned long *mask, unsigned long maxnode, void *addr,
-			      unsigned long flags)
-{
-	return syscall(SYS_get_mempolicy, mode, mask, maxnode, addr, flags);
-}
-
-static long sys_move_pages(int pid, unsigned long count, void **pages, const int *nodes, int *status,
-			   int flags)
-{
-	return syscall(SYS_move_pages, pid, count, pages, nodes, status, flags);
-}
+/* The memory-policy calls come from libnuma's numaif.h: plain system-call
+ * wrappers that report through errno. (libnuma's higher-level numa_*
+ * functions are avoided: they print warnings on stderr, which a library must
+ * not do.) */
+#define sys_mbind(a, l, m, mask, max, f) mbind(a, l, m, mask, max, f)
+#define sys_set_mempolicy(m, mask, max) set_mempolicy(m, mask, max)
+#define sys_get_mempolicy(m, mask, max, a, f) get_mempolicy(m, mask, max, a, f)
+#define sys_move_pages(pid, n, pages, nodes, status, f) move_pages(pid, n, pages, nodes, status, f)
 
 static void kmask_of(uint64_t nodes, unsigned long mask[KMASK_LONGS])
 {
@@ -81,7 +64,7 @@ static int current_node(void)
 {
 	unsigned cpu = 0, node = 0;
 
-	if (syscall(SYS_getcpu, &cpu, &node, NULL) < 0)
+	if (getcpu(&cpu, &node) < 0)
 		return 0;
 	return (int)node;
 }

@@ -59,7 +59,7 @@ if [ ! -f "$out/initrd.gz" ]; then
 	rm -rf "$out.tmp" && mkdir -p "$out.tmp/obj" || bail "create $out.tmp"
 	cflags=(-O2 -g -Wall -Wextra -Werror -std=gnu11 -I"$top/libeternal/include" -I"$top/libeternal/src"
 		-I"$top/tests" -fvisibility=hidden)
-	libs=(-ldw -lelf -lz -llzma -lbz2 -luring -lpthread)
+	libs=(-ldw -lelf -lz -llzma -lbz2 -luring -lnuma -lpthread)
 	build() {
 		local s
 		for s in "${lib_src[@]}"; do
