@@ -77,7 +77,7 @@ int main(int argc, char **argv)
 		writer(f.blk[4] + 8, 1);
 		/* no eternal_trap_read, no close: the writer thread alone puts
 		 * it on disk; then crash */
-		for (int i = 0; i < 2000 && count_lines(cpath) < 1; i++)
+		for (int i = 0; i < 10000 && count_lines(cpath) < 1; i++)
 			usleep(1000);
 		abort();
 	}
