@@ -13,14 +13,14 @@ for s in $steps; do
   stdlib)   $FM --python "$PY312" --workload stdlib-server --modes $ALL --workers 4 --requests 2000 --repeats 3 ;;
   django)   $FM --python "$PY312" --workload django --modes $ALL --workers 4 --requests 2000 --checkpoints 500 --repeats 3 ;;
   django-long) $FM --python "$PY312" --workload django --modes stock,gc-freeze,immortal,eternal --workers 4 \
-              --requests 6000 --checkpoints 2000,4000 --repeats 2 --tag long ;;
+              --requests 4000 --checkpoints 2000 --repeats 2 --tag long ;;
   django313) $FM --python "$PY313" --workload django --modes $ALL --workers 4 --requests 2000 --checkpoints 500 --repeats 3 ;;
   pool)     $FM --python "$PY312" --workload pool --modes $ALL,eternal-data --workers 4 --requests 256 --checkpoints 64 \
-              --pool-records 400000 --repeats 3 ;;
-  scaling-stdlib) $FM --python "$PY312" --workload stdlib-server --modes $ALL --scaling 1,2,4,8,16 \
-              --requests-per-worker 500 --repeats 2 ;;
+              --pool-records 400000 --repeats 2 ;;
+  scaling-stdlib) $FM --python "$PY312" --workload stdlib-server --modes stock,gc-freeze,immortal,eternal \
+              --scaling 1,2,4,8,16 --requests-per-worker 500 --repeats 1 ;;
   scaling-django) $FM --python "$PY312" --workload django --modes stock,gc-freeze,eternal --scaling 1,2,4,8,16 \
-              --requests-per-worker 500 --repeats 1 ;;
+              --requests-per-worker 250 --repeats 1 ;;
   cowmap)   $FM --python "$PY312" --workload django --modes stock,gc-freeze,immortal,eternal --workers 4 --requests 2000 \
               --repeats 1 --cowmap --tag cowmap ;;
   *) echo "unknown step $s" >&2; exit 2 ;;
