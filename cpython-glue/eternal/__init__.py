@@ -89,7 +89,9 @@ def enable(*, sealed_reserve=0, cow_reserve=0, grow_step=0):
     Raises RuntimeError if already enabled, UnsupportedInterpreter on
     interpreters the glue cannot serve.
     """
-    _need("enable")(sealed_reserve=sealed_reserve, cow_reserve=cow_reserve, grow_step=grow_step)
+    kw = {k: v for k, v in (("sealed_reserve", sealed_reserve), ("cow_reserve", cow_reserve),
+                            ("grow_step", grow_step)) if v}
+    _need("enable")(**kw)
     if backend == "stock":
         from . import _shim
         _shim.install(_C)

@@ -2,7 +2,22 @@
 # ETERNAL=1: enables the glue so that an unmodified program runs with it.
 import os
 
-if os.environ.get("ETERNAL") == "1":
+
+def _main_interpreter():
+    # site runs in subinterpreters too; the region belongs to the main one.
+    for name in ("_interpreters", "_xxsubinterpreters"):
+        try:
+            mod = __import__(name)
+        except ImportError:
+            continue
+        try:
+            return mod.get_current() == mod.get_main()
+        except Exception:
+            return True
+    return True
+
+
+if os.environ.get("ETERNAL") == "1" and _main_interpreter():
     try:
         import eternal
         eternal.start_from_env()

@@ -66,15 +66,25 @@ def _run(argv):
         importlib.import_module(mod)
     if a.seal_now:
         eternal.seal(a.mode, log=env.get("ETERNAL_LOG"), engine=a.engine)
+    # Like `python -m mod` / `python script.py`: the program runs in the
+    # namespace of the real __main__ module (code that sets attributes on
+    # __main__ while warming up, as pickle tests do, must find them there).
     import runpy
     if a.module:
         sys.argv = [a.module] + a.target
-        runpy.run_module(a.module, run_name="__main__", alter_sys=True)
+        runpy._run_module_as_main(a.module, alter_argv=True)
     else:
+        import __main__
         script, args = a.target[0], a.target[1:]
         sys.argv = [script] + args
         sys.path[0] = os.path.dirname(os.path.abspath(script))
-        runpy.run_path(script, run_name="__main__")
+        with open(script, "rb") as f:
+            source = f.read()
+        code = compile(source, script, "exec")
+        g = __main__.__dict__
+        g.update(__name__="__main__", __file__=script, __cached__=None, __doc__=None,
+                 __loader__=None, __spec__=None, __package__=None)
+        exec(code, g)
     return 0
 
 

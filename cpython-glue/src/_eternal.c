@@ -84,6 +84,40 @@ static int pmap_grow(struct pmap *m)
 	return 0;
 }
 
+/* Size the map for about @n keys up front (rehashing while it fills up
+ * costs more than the slack). */
+static void pmap_reserve(struct pmap *m, size_t n)
+{
+	unsigned bits = 10;
+
+	while (((size_t)1 << bits) < n * 2 && bits < 26)
+		bits++;
+	if (m->cap >= ((size_t)1 << bits))
+		return;
+	m->bits = bits - 1;
+	m->cap = (size_t)1 << (bits - 1); /* pmap_grow doubles it */
+	if (!m->k) {
+		m->cap = 0;
+		m->bits = bits - 1;
+		m->k = NULL;
+	}
+	{
+		struct pmap n2 = { 0 };
+		n2.bits = bits;
+		n2.cap = (size_t)1 << bits;
+		n2.k = calloc(n2.cap, sizeof(uintptr_t));
+		n2.v = calloc(n2.cap, sizeof(uintptr_t));
+		if (!n2.k || !n2.v) {
+			free(n2.k);
+			free(n2.v);
+			return;
+		}
+		free(m->k);
+		free(m->v);
+		*m = n2;
+	}
+}
+
 /* 1 inserted, 0 already present, -1 out of memory. */
 static int pmap_put(struct pmap *m, const void *key, uintptr_t v)
 {
@@ -249,11 +283,7 @@ static void immortalize(PyObject *o)
 	o->ob_refcnt = _Py_IMMORTAL_REFCNT;
 }
 
-static void tag_obj(PyObject *o, int tag)
-{
-	void *start = glue_tag_is_gc(tag) ? (char *)o - GLUE_GC_HEAD : (void *)o;
-	(void)eternal_block_set_tag(glue_region, start, (uint8_t)tag);
-}
+static void tag_pass(void);
 
 typedef struct {
 	PyObject_HEAD
@@ -442,35 +472,27 @@ static void process_leaf(struct walk *w, PyObject *o)
 			}
 		}
 		immortalize(o);
-		tag_obj(o, TAG_STR);
 	} else if (t == &PyBytes_Type) {
 		(void)PyObject_Hash(o);
 		immortalize(o);
-		tag_obj(o, TAG_BYTES);
 	} else if (t == &PyLong_Type) {
 		immortalize(o);
-		tag_obj(o, TAG_INT);
 	} else if (t == &PyFloat_Type) {
 		immortalize(o);
-		tag_obj(o, TAG_FLOAT);
 	} else if (t == &PyComplex_Type) {
 		immortalize(o);
-		tag_obj(o, TAG_COMPLEX);
 	} else if (t == &PyTuple_Type) {
 		untrack(o);
 		immortalize(o);
-		tag_obj(o, TAG_TUPLE);
 	} else if (t == &PyFrozenSet_Type) {
 		if (PyObject_Hash(o) == -1)
 			PyErr_Clear();
 		untrack(o);
 		immortalize(o);
-		tag_obj(o, TAG_FROZENSET);
 	} else if (t == &PyDict_Type) {
 		void *keys = ((PyDictObject *)o)->ma_keys;
 		untrack(o);
 		immortalize(o);
-		tag_obj(o, TAG_DICT);
 		if (glue_in_region(keys)) {
 			(void)eternal_block_set_tag(glue_region, keys, TAG_DICTKEYS);
 			(void)pmap_put(&w->seen, keys, 0);
@@ -478,7 +500,6 @@ static void process_leaf(struct walk *w, PyObject *o)
 	} else if (t == &PyDictProxy_Type) {
 		untrack(o);
 		immortalize(o);
-		tag_obj(o, TAG_PROXY);
 	}
 }
 
@@ -554,13 +575,9 @@ static PyObject *move_code(struct walk *w, PyObject *root)
 /* Window open: make everything @root reaches eternal. Returns the new root
  * (code may have moved), or NULL with *reject set if the result holds an
  * object we cannot keep (the caller drops it and loads again outside). */
-static unsigned long long dbg_ns[3];
-static unsigned long long cpu_ns(void);
 static PyObject *finish(struct walk *w, PyObject *root, int *reject)
 {
-	unsigned long long a = cpu_ns(), b2, c2;
 	walk(w, root, CTX_ROOT, 0);
-	b2 = cpu_ns(); dbg_ns[0] += b2 - a;
 	if (w->bad) {
 		*reject = 1;
 		return NULL;
@@ -568,10 +585,7 @@ static PyObject *finish(struct walk *w, PyObject *root, int *reject)
 	for (size_t i = 0; i < w->n; i++)
 		if (glue_in_region(w->objs[i]) && Py_TYPE(w->objs[i]) != &PyCode_Type)
 			process_leaf(w, w->objs[i]);
-	c2 = cpu_ns(); dbg_ns[1] += c2 - b2;
-	root = move_code(w, root);
-	dbg_ns[2] += cpu_ns() - c2;
-	return root;
+	return move_code(w, root);
 }
 
 static int seen_block(struct walk *w, void *p)
@@ -698,17 +712,6 @@ static void window_close(struct window *win, struct walk *w)
 		PyGC_Enable();
 }
 
-/* CPU time spent in each phase of the windows (stats: "phase_ns"). */
-enum { PH_READ, PH_FINISH, PH_ORPHANS, PH_CLOSE, PH_N };
-static unsigned long long phase_ns[PH_N];
-
-static unsigned long long cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
-}
-
 static PyObject *capture_load(const char *buf, Py_ssize_t len)
 {
 	struct window win;
@@ -716,13 +719,11 @@ static PyObject *capture_load(const char *buf, Py_ssize_t len)
 	PyObject *res;
 	int reject = 0;
 
-	unsigned long long t0 = cpu_ns(), t1, t2, t3;
-
+	/* About one object per 24 bytes of marshal data in .pyc files. */
+	pmap_reserve(&w.seen, (size_t)len / 24);
 	C.captures++;
 	window_open(&win);
 	res = PyMarshal_ReadObjectFromString(buf, len);
-	t1 = cpu_ns();
-	phase_ns[PH_READ] += t1 - t0;
 	if (!res) {
 		/* The exception was built in the region: drop it here and let
 		 * stock marshal raise its own twin outside the window. */
@@ -738,15 +739,10 @@ static PyObject *capture_load(const char *buf, Py_ssize_t len)
 		}
 		res = r2;
 	}
-	t2 = cpu_ns();
-	phase_ns[PH_FINISH] += t2 - t1;
 	orphans(&w);
-	t3 = cpu_ns();
-	phase_ns[PH_ORPHANS] += t3 - t2;
 	window_close(&win, &w);
 	pmap_free(&w.seen);
 	free(w.objs);
-	phase_ns[PH_CLOSE] += cpu_ns() - t3;
 	if (reject)
 		res = PyMarshal_ReadObjectFromString(buf, len);
 	return res;
@@ -1292,6 +1288,7 @@ static PyObject *g_seal(PyObject *self, PyObject *args, PyObject *kw)
 		PyErr_SetString(PyExc_RuntimeError, "eternal.seal(): already sealed");
 		return NULL;
 	}
+	tag_pass();
 	intern_short_strings();
 	if (glue_interned_fixup() < 0)
 		PyErr_Clear();
@@ -1338,6 +1335,80 @@ static PyObject *g_exit_remap(PyObject *self, PyObject *unused)
 		 MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED)
 		Py_RETURN_FALSE;
 	Py_RETURN_TRUE;
+}
+
+/* Tags name the type of the object a block holds (stats by type, trap
+ * records). Setting one per object at capture time costs a block lookup
+ * each; instead the untagged blocks of the sealed tier are recognised by
+ * their type pointer in one pass, before sealing (tags freeze with the
+ * tier) and whenever stats() asks. */
+struct tagpass {
+	void **p;
+	uint8_t *tag;
+	size_t n, cap;
+};
+
+static int tagpass_cb(const struct eternal_block *b, void *arg)
+{
+	struct tagpass *tp = arg;
+	PyTypeObject *t;
+	int tag = TAG_NONE;
+
+	if (b->tag != TAG_NONE || b->size < 16)
+		return 0;
+	t = *(PyTypeObject **)((char *)b->start + 8);
+	if (t == &PyUnicode_Type)
+		tag = TAG_STR;
+	else if (t == &PyBytes_Type)
+		tag = TAG_BYTES;
+	else if (t == &PyLong_Type)
+		tag = TAG_INT;
+	else if (t == &PyFloat_Type)
+		tag = TAG_FLOAT;
+	else if (t == &PyComplex_Type)
+		tag = TAG_COMPLEX;
+	else if (t == &PyCode_Type)
+		tag = TAG_CODE;
+	else if (b->size >= GLUE_GC_HEAD + 16) {
+		t = *(PyTypeObject **)((char *)b->start + GLUE_GC_HEAD + 8);
+		if (t == &PyTuple_Type)
+			tag = TAG_TUPLE;
+		else if (t == &PyFrozenSet_Type)
+			tag = TAG_FROZENSET;
+		else if (t == &PyDict_Type)
+			tag = TAG_DICT;
+		else if (t == &PyDictProxy_Type)
+			tag = TAG_PROXY;
+	}
+	if (tag == TAG_NONE)
+		return 0;
+	if (tp->n == tp->cap) {
+		size_t nc = tp->cap ? tp->cap * 2 : 65536;
+		void **np = realloc(tp->p, nc * sizeof(*np));
+		uint8_t *nt = np ? realloc(tp->tag, nc) : NULL;
+		if (np)
+			tp->p = np;
+		if (!nt)
+			return 1;
+		tp->tag = nt;
+		tp->cap = nc;
+	}
+	tp->p[tp->n] = b->start;
+	tp->tag[tp->n++] = (uint8_t)tag;
+	return 0;
+}
+
+static void tag_pass(void)
+{
+	struct tagpass tp = { 0 };
+
+	if (!glue_region || sealed)
+		return;
+	(void)eternal_block_foreach(glue_region, ETERNAL_TIER_SEALED, tagpass_cb, &tp);
+	for (size_t i = 0; i < tp.n; i++)
+		(void)eternal_block_set_tag(glue_region, tp.p[i], tp.tag[i]);
+	free(tp.p);
+	free(tp.tag);
 }
 
 static int dict_set_ull(PyObject *d, const char *k, unsigned long long v)
@@ -1390,6 +1461,7 @@ static PyObject *g_stats(PyObject *self, PyObject *unused)
 	if (PyDict_SetItemString(d, "enabled", glue_region ? Py_True : Py_False) < 0 ||
 	    PyDict_SetItemString(d, "sealed", sealed ? Py_True : Py_False) < 0)
 		goto err;
+	tag_pass();
 	if (glue_region && eternal_stats_get(glue_region, st) < 0)
 		memset(st, 0, sizeof(*st));
 	dict_set_str(d, "mode", !glue_region ? "none" : !sealed ? "warmup" : eternal_mode_name(st->mode));
@@ -1419,13 +1491,7 @@ static PyObject *g_stats(PyObject *self, PyObject *unused)
 	dict_set_ull(d, "sealed_frees_ignored", C.sealed_frees_ignored);
 	dict_set_ull(d, "freezes", C.freezes);
 	dict_set_ull(d, "interned_extra", C.interned_extra);
-	dict_set_ull(d, "ns_walk", dbg_ns[0]);
-	dict_set_ull(d, "ns_process", dbg_ns[1]);
-	dict_set_ull(d, "ns_move", dbg_ns[2]);
-	dict_set_ull(d, "ns_read", phase_ns[PH_READ]);
-	dict_set_ull(d, "ns_finish", phase_ns[PH_FINISH]);
-	dict_set_ull(d, "ns_orphans", phase_ns[PH_ORPHANS]);
-	dict_set_ull(d, "ns_close", phase_ns[PH_CLOSE]);
+
 	dict_set_ull(d, "typecache_purged", C.cache_purged);
 	if (PyErr_Occurred())
 		goto err;

@@ -170,3 +170,20 @@ def test_gunicorn_conf(tmp_path):
     recs = [json.loads(l) for f in log.glob("*.jsonl") for l in f.read_text().splitlines()]
     assert not [r for r in recs if r["tier"] == "sealed"], [r for r in recs if r["tier"] == "sealed"][:3]
     assert len({r["pid"] for r in recs}) >= 2, "workers did not log (trap not re-armed after fork?)"
+
+
+def test_patched_backend_routing():
+    """On the patched interpreter the same user code goes to _eternal_patched."""
+    import glob
+    cands = sorted(glob.glob(os.path.expanduser("~/.cache/libeternal/builds/patched-3.13.5-*/prefix/bin/python3")),
+                   key=os.path.getmtime, reverse=True)
+    cands = [c for c in cands if ".tmp." not in c]
+    if not cands:
+        pytest.skip("patched interpreter not built (cpython-glue/patched/build.sh)")
+    env = dict(os.environ, PYTHONPATH=GLUE)
+    env.pop("ETERNAL", None)
+    p = subprocess.run([cands[0], "-c", "import eternal, json\nprint(eternal.backend)\neternal.enable()\n"
+                        "import decimal\neternal.seal('off')\nprint(eternal.stats()['mode'], eternal.is_sealed())"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["patched", "off", "True"], p.stdout
