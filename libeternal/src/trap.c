@@ -145,6 +145,37 @@ static bool ring_push(struct ring *q, const struct eternal_trap_event *ev, const
 	return true;
 }
 
+/* Single consumer side (the log writer, under its mutex): copy the oldest
+ * event without taking it, so it can still be found in the ring. */
+static bool ring_peek(struct ring *q, uint64_t *posp, struct eternal_trap_event *ev, struct uw_ctx *ctx)
+{
+	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_acquire);
+	struct ring_slot *s = slot_at(q, pos % q->cap);
+	if (atomic_load_explicit(&s->seq, memory_order_acquire) != pos + 1)
+		return false;
+	*ev = s->ev;
+	if (ctx && q->stride >= sizeof(struct ring_slot)) {
+		memcpy(ctx->regs, s->ctx.regs, sizeof(ctx->regs));
+		ctx->len = s->ctx.len;
+		memcpy(ctx->stack, s->ctx.stack, s->ctx.len);
+	} else if (ctx) {
+		ctx->len = 0;
+	}
+	*posp = pos;
+	return true;
+}
+
+/* Take the event peeked at @pos; false if another consumer took it first. */
+static bool ring_commit(struct ring *q, uint64_t pos)
+{
+	uint64_t exp = pos;
+	if (!atomic_compare_exchange_strong_explicit(&q->tail, &exp, pos + 1, memory_order_acq_rel,
+						     memory_order_relaxed))
+		return false;
+	atomic_store_explicit(&slot_at(q, pos % q->cap)->seq, pos + q->cap, memory_order_release);
+	return true;
+}
+
 /* Nothing published at the head of the queue (a slot claimed but not yet
  * filled counts as empty: its producer kicks the consumer afterwards). */
 static bool ring_empty(struct ring *q)
@@ -713,8 +744,31 @@ static void record(struct eternal_trap *t, struct eternal_trap_event *ev, const 
 static struct sigaction g_old_bus, g_old_segv;
 static bool g_have_bus, g_have_segv;
 
+/* The process is about to die of a fault: put what the log writer has not
+ * written yet on disk, without symbols (signal-safe formatting, write(2)). */
+static void flush_on_death(void)
+{
+	char line[1024];
+	struct eternal_trap_event ev;
+	for (int i = 0; i < MAX_TRAPS; i++) {
+		struct eternal_trap *t = atomic_load_explicit(&g_traps[i], memory_order_acquire);
+		if (!t || t->log_fd < 0 || t->wake_fd < 0 || atomic_load(&t->pid) != getpid())
+			continue;
+		while (ring_pop(&t->ring, &ev, NULL)) {
+			int n = _eternal_tlog_format(line, sizeof(line), &ev,
+						     eternal_engine_name((enum eternal_trap_engine)ev.engine), NULL,
+						     NULL, NULL);
+			if (n > 0)
+				_eternal_tlog_write(t->log_fd, line, (size_t)n);
+		}
+	}
+}
+
 static void chain(int sig, siginfo_t *si, void *uc, const struct sigaction *old)
 {
+	/* whoever handles it next (faulthandler, a sanitizer) likely ends the
+	 * process: flushing early costs nothing if it does not */
+	flush_on_death();
 	if (old->sa_flags & SA_SIGINFO) {
 		if (old->sa_sigaction) {
 			old->sa_sigaction(sig, si, uc);
@@ -1043,9 +1097,10 @@ static bool symbolize_any(uint64_t pc, char *buf, size_t len)
 	return rc > 0 || (rc == -ENOENT && buf[0]);
 }
 
-static void log_one(struct eternal_trap *t, const struct eternal_trap_event *ev)
+/* One JSON line for @ev into @line (symbols, description); its length. */
+static int format_one(struct eternal_trap *t, const struct eternal_trap_event *ev, char *line, size_t len)
 {
-	char sym[256], fsym[ETERNAL_TRAP_MAX_FRAMES][128], desc[512], line[4096];
+	char sym[256], fsym[ETERNAL_TRAP_MAX_FRAMES][128], desc[512];
 	const char *fp[ETERNAL_TRAP_MAX_FRAMES];
 	const char *sp = NULL, *dp = NULL;
 	if (ev->pc && symbolize_any(ev->pc, sym, sizeof(sym)))
@@ -1054,10 +1109,8 @@ static void log_one(struct eternal_trap *t, const struct eternal_trap_event *ev)
 		fp[i] = symbolize_any(ev->frames[i], fsym[i], sizeof(fsym[i])) ? fsym[i] : NULL;
 	if (t->describe && ev->block_start && t->describe(ev, desc, sizeof(desc), t->describe_arg) > 0)
 		dp = desc;
-	int n = _eternal_tlog_format(line, sizeof(line), ev, eternal_engine_name((enum eternal_trap_engine)ev->engine),
-				     sp, ev->nframes ? fp : NULL, dp);
-	if (n > 0 && t->log_fd >= 0)
-		_eternal_tlog_write(t->log_fd, line, (size_t)n);
+	return _eternal_tlog_format(line, len, ev, eternal_engine_name((enum eternal_trap_engine)ev->engine), sp,
+				    ev->nframes ? fp : NULL, dp);
 }
 
 /* Frames from the CFI unwind of the captured stack, when it finds more than
@@ -1074,13 +1127,24 @@ static void unwind_event(struct eternal_trap_event *ev, const struct uw_ctx *ctx
 	}
 }
 
+/* The event stays in the ring while it is unwound, symbolized and described
+ * (milliseconds, the first time in a process): a crash meanwhile still finds
+ * it there and flush_on_death() writes it. It leaves the ring just before
+ * its line is written; if the dying handler took it first, it is not
+ * written twice. */
 static void drain_locked(struct eternal_trap *t)
 {
 	struct eternal_trap_event ev;
 	struct uw_ctx ctx;
-	while (ring_pop(&t->ring, &ev, &ctx)) {
+	char line[4096];
+	uint64_t pos;
+	while (ring_peek(&t->ring, &pos, &ev, &ctx)) {
 		unwind_event(&ev, &ctx);
-		log_one(t, &ev);
+		int n = format_one(t, &ev, line, sizeof(line));
+		if (!ring_commit(&t->ring, pos))
+			continue;
+		if (n > 0 && t->log_fd >= 0)
+			_eternal_tlog_write(t->log_fd, line, (size_t)n);
 		hist_push(t, &ev);
 	}
 }
@@ -1351,9 +1415,12 @@ ETERNAL_HIDDEN int _eternal_trap_prepare(struct eternal_region *r, enum eternal_
 		}
 	}
 	pthread_mutex_lock(&g_mu); /* two regions may be sealed at once */
-	if (eng == ETERNAL_ENGINE_PRECISE)
+	/* with a log, every engine hooks the fatal faults too: a crash flushes
+	 * the records the writer thread has not written yet */
+	bool logging = t->wake_fd >= 0;
+	if (eng == ETERNAL_ENGINE_PRECISE || logging)
 		rc = install_handler(SIGBUS);
-	if (rc >= 0 && (eng == ETERNAL_ENGINE_MPROTECT || mode == ETERNAL_MODE_STRICT))
+	if (rc >= 0 && (eng == ETERNAL_ENGINE_MPROTECT || mode == ETERNAL_MODE_STRICT || logging))
 		rc = install_handler(SIGSEGV);
 	if (rc >= 0)
 		rc = registry_add(t);
