@@ -20,9 +20,9 @@ def _rec_get(r, *keys, default=""):
     return default
 
 
-def print_report(st, records, file):
+def print_report(st, records, file, pid=None):
     w = file.write
-    w(f"eternal report: pid {os.getpid()}, backend {st.get('backend')}, mode {st.get('mode')}"
+    w(f"eternal report: pid {pid or os.getpid()}, backend {st.get('backend', 'stock')}, mode {st.get('mode')}"
       f"{' engine ' + st['engine'] if st.get('engine') else ''}\n")
     if not st.get("enabled"):
         w("  not enabled\n")
@@ -123,6 +123,6 @@ def report_dir(path, as_json=False, file=None):
     for s in stats:
         file.write(f"\n== pid {s['pid']}: {' '.join(s.get('argv', []))[:100]}\n")
         st = dict(s["stats"])
-        print_report(st, [], file)
+        print_report(st, [], file, pid=s["pid"])
     print_records(records, file)
     return 0
