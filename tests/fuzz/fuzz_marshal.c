@@ -4,6 +4,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -99,8 +100,10 @@ static int stock_survives(PyObject *b)
 
 		_exit(r ? 0 : 2);
 	}
-	if (waitpid(pid, &status, 0) != pid)
-		abort();
+	/* libFuzzer's -timeout alarm interrupts the wait: retry. */
+	while (waitpid(pid, &status, 0) != pid)
+		if (errno != EINTR)
+			abort();
 	/* ASan turns a SEGV into exit status 1: only 0 and 2 are survivals. */
 	return WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 2);
 }
