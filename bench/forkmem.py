@@ -644,6 +644,81 @@ def fits(aggs, modes, workers_list):
     return out
 
 
+def cowmap_markdown(runs):
+    """Attribution table for runs made with --cowmap (first worker of each run; workers agree
+    within 0.1 MB in our runs)."""
+    rows = []
+    mb = lambda b: b / 1048576.0  # noqa: E731
+    for r in runs:
+        cm = r.get("cowmap") or {}
+        if not cm.get("workers"):
+            continue
+        w = next(iter(cm["workers"].values()))
+        copied = statistics.mean(x["copied_bytes"] for x in cm["workers"].values())
+        top = ", ".join("%s %.1f" % (c, mb(b)) for c, b in list(w["copied_by_class"].items())[:8])
+        hold = ", ".join("%s %.0f%%" % (c, h["copied_pct"]) for c, h in sorted(w["pages_holding"].items()))
+        rows.append("| %s | %s | %d | %.1f | %.1f | %s | %s |" % (
+            r["mode"], r["workers"], r["checkpoints"][-1]["after"], mb(copied), mb(w["new_bytes"]), top, hold))
+    if not rows:
+        return ""
+    return "\n".join([
+        "", "Copied pages (cowmap: pagemap frames master vs worker, after the last checkpoint). MB per worker; "
+        "class = the class with most bytes on the page; last column = share of the pages holding objects of "
+        "each class that were copied.", "",
+        "| mode | N | after req | copied MB | new MB | copied MB by page class | pages holding class: % copied |",
+        "|---|---|---|---|---|---|---|"] + rows) + "\n"
+
+
+def write_outputs(runs, args, info, modes, workers_list, wl_name, kernel, date, label, cmdline, t_start):
+    aggs = aggregate(runs)
+    header = ("### %s — %s, kernel %s, %s\n\nCommand: `%s`  \nMB from /proc/PID/smaps_rollup; worker = mean "
+              "over workers; median of %d repeats (min–max). Throughput only as a ratio within this run "
+              "(shared, noisy 2-core machine)." % (wl_name, label, kernel, date, cmdline, args.repeats))
+    md = markdown(aggs, modes, workers_list, header) + cowmap_markdown(runs)
+    base = "%s%s%s" % (wl_name, "-scaling" if len(workers_list) > 1 else "", ("-" + args.tag) if args.tag else "")
+    summary = {"command": cmdline, "python": info, "kernel": kernel, "date": date, "workload": wl_name,
+               "modes": modes, "workers": workers_list, "repeats": args.repeats,
+               "groups": [dict(workload=k[0], mode=k[1], workers=k[2], **v) for k, v in aggs.items()],
+               "fits": fits(aggs, modes, workers_list), "elapsed_s": time.time() - t_start,
+               "eternal_path": args.eternal_path, "pycache": args.pycache}
+    with open(os.path.join(args.out, base + "-runs.json"), "w") as f:
+        json.dump(runs, f, indent=1, default=str)
+    with open(os.path.join(args.out, base + "-summary.json"), "w") as f:
+        json.dump(summary, f, indent=1, default=str)
+    with open(os.path.join(args.out, base + ".md"), "w") as f:
+        f.write(md)
+    sys.stdout.write(md)
+    log("wrote %s/%s{-runs.json,-summary.json,.md} in %.0f s" % (args.out, base, time.time() - t_start))
+    if not args.no_plot:
+        plotter = "/usr/bin/python3"
+        p = subprocess.run([plotter, os.path.join(BENCH, "plot.py"), os.path.join(args.out, base + "-summary.json")],
+                           capture_output=True, text=True)
+        log("plot: " + (p.stdout.strip() or p.stderr.strip()[-300:]))
+
+
+def render(path, args):
+    """--render RUNS.json: rebuild the table, summary and plots of a finished invocation."""
+    with open(path) as f:
+        runs = json.load(f)
+    old = {}
+    spath = path[: -len("-runs.json")] + "-summary.json"
+    if os.path.exists(spath):
+        with open(spath) as f:
+            old = json.load(f)
+    name = os.path.basename(path)[: -len("-runs.json")]
+    wl_name = runs[0]["workload"]
+    args.tag = name[len(wl_name):].lstrip("-").replace("scaling", "", 1).lstrip("-")
+    args.out = os.path.dirname(os.path.abspath(path))
+    args.repeats = max(r["repeat"] for r in runs)
+    args.eternal_path = old.get("eternal_path")
+    modes = old.get("modes") or sorted({r["mode"] for r in runs}, key=ALL_MODES.index)
+    workers_list = old.get("workers") or sorted({r["workers"] for r in runs})
+    info = old.get("python") or {"version": runs[0]["python"], "impl": "cpython"}
+    label = "cpython%s" % info["version"]
+    write_outputs(runs, args, info, modes, workers_list, wl_name, old.get("kernel", platform.release()),
+                  old.get("date", datetime.date.today().isoformat()), label, old.get("command", "?"), time.time())
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv=None):
@@ -679,7 +754,10 @@ def main(argv=None):
                     help="stdlib-server, stock,gc-freeze,eternal, 4 workers, 2000 requests, 3 repeats, under a 3.12+ "
                          "interpreter (found via pyenv if this one is older); "
                          "prints the table (results in /tmp/forkmem/demo unless --out)")
+    ap.add_argument("--render", metavar="RUNS_JSON", help="only rebuild table/summary/plots from a -runs.json")
     args = ap.parse_args(argv)
+    if args.render:
+        return render(args.render, args)
 
     if args.demo:
         args.workload, args.modes, args.workers, args.requests = "stdlib-server", "stock,gc-freeze,eternal", "4", 2000
@@ -735,31 +813,8 @@ def main(argv=None):
                     if r.get("master_log_tail") and not r["status"].startswith("unavailable"):
                         log("  master log tail:\n" + r["master_log_tail"][-1500:])
                 runs.append(r)
-    aggs = aggregate(runs)
     cmdline = "python3 bench/forkmem.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    header = ("### %s — %s, kernel %s, %s\n\nCommand: `%s`  \nMB from /proc/PID/smaps_rollup; worker = mean "
-              "over workers; median of %d repeats (min–max). Throughput only as a ratio within this run "
-              "(shared, noisy 2-core machine)." % (wl.name, label, kernel, date, cmdline, args.repeats))
-    md = markdown(aggs, modes, workers_list, header)
-    base = "%s%s%s" % (wl.name, "-scaling" if len(workers_list) > 1 else "", ("-" + args.tag) if args.tag else "")
-    summary = {"command": cmdline, "python": info, "kernel": kernel, "date": date, "workload": wl.name,
-               "modes": modes, "workers": workers_list, "repeats": args.repeats,
-               "groups": [dict(workload=k[0], mode=k[1], workers=k[2], **v) for k, v in aggs.items()],
-               "fits": fits(aggs, modes, workers_list), "elapsed_s": time.time() - t_start,
-               "eternal_path": args.eternal_path, "pycache": args.pycache}
-    with open(os.path.join(args.out, base + "-runs.json"), "w") as f:
-        json.dump(runs, f, indent=1, default=str)
-    with open(os.path.join(args.out, base + "-summary.json"), "w") as f:
-        json.dump(summary, f, indent=1, default=str)
-    with open(os.path.join(args.out, base + ".md"), "w") as f:
-        f.write(md)
-    sys.stdout.write(md)
-    log("wrote %s/%s{-runs.json,-summary.json,.md} in %.0f s" % (args.out, base, time.time() - t_start))
-    if not args.no_plot:
-        plotter = "/usr/bin/python3"
-        p = subprocess.run([plotter, os.path.join(BENCH, "plot.py"), os.path.join(args.out, base + "-summary.json")],
-                           capture_output=True, text=True)
-        log("plot: " + (p.stdout.strip() or p.stderr.strip()[-300:]))
+    write_outputs(runs, args, info, modes, workers_list, wl.name, kernel, date, label, cmdline, t_start)
 
 
 if __name__ == "__main__":
