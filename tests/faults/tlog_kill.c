@@ -1,9 +1,12 @@
 /* Description: a worker in trap mode is SIGKILLed while it writes its trap
  * log (JSON lines, one write(2) per record). 30 times, at random moments: the
- * records already in the file are intact - every line is one whole JSON
- * object (checked by python3's json when available), sequence numbers are
- * unique and rising, each names a page the worker wrote, and the last line
- * ends in a newline. argv[1]: engine. */
+ * records already in the file are intact - every newline-terminated line is
+ * one whole JSON object (checked by python3's json when available), sequence
+ * numbers are unique and rising, each names a page the worker wrote. Only the
+ * record being written when the kill landed may be cut short (a write(2)
+ * to a file is not atomic against SIGKILL once it spans two pages of the page
+ * cache): it must be the last bytes of the file, counted and reported.
+ * argv[1]: engine. */
 #define _GNU_SOURCE
 #include "eternal.h"
 #include "../common.h"
@@ -46,7 +49,9 @@ static void worker(char *data, int ready)
 	_exit(T_FAIL);
 }
 
-/* Check one log file; returns the number of records. */
+static long torn;
+
+/* Check one log file; returns the number of whole records. */
 static long check_log(const char *path, uintptr_t lo, uintptr_t hi, const char *python)
 {
 	static char buf[1 << 23];
@@ -61,7 +66,20 @@ static long check_log(const char *path, uintptr_t lo, uintptr_t hi, const char *
 	buf[len] = 0;
 	if (len == 0)
 		return 0;
-	CHECK(buf[len - 1] == '\n'); /* no torn last record */
+	if (buf[len - 1] != '\n') {
+		/* The record in flight at the kill: drop it, after checking
+		 * it is one record's prefix. */
+		char *last = strrchr(buf, '\n');
+
+		last = last ? last + 1 : buf;
+		CHECK(last[0] == '{' && !strchr(last, '\n'));
+		fprintf(stderr, "%s: last record cut at %zu bytes (kill landed mid-write)\n", path, strlen(last));
+		torn++;
+		*last = 0;
+		len = (size_t)(last - buf);
+		if (!len)
+			return 0;
+	}
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *s = strstr(line, "\"seq\":"), *a = strstr(line, "\"addr\":");
 		long seq;
@@ -85,7 +103,7 @@ static long check_log(const char *path, uintptr_t lo, uintptr_t hi, const char *
 		char cmd[4096];
 
 		snprintf(cmd, sizeof(cmd),
-			 "%s -c 'import json,sys\nfor l in open(sys.argv[1]): assert isinstance(json.loads(l), dict)' '%s'",
+			 "%s -c 'import json,sys\nfor l in open(sys.argv[1]):\n if l.endswith(\"\\n\"): assert isinstance(json.loads(l), dict)' '%s'",
 			 python, path);
 		CHECK_RC(system(cmd), 0);
 	}
@@ -158,8 +176,8 @@ int main(int argc, char **argv)
 		unlink(path);
 	}
 	CHECK(rmdir(dir) == 0);
-	fprintf(stderr, "%d workers killed; %ld records read back intact; %ld logs empty or absent\n",
-		ROUNDS, total, empty);
+	fprintf(stderr, "%d workers killed; %ld records read back intact; %ld logs empty or absent; "
+		"%ld last records cut by the kill\n", ROUNDS, total, empty, torn);
 	CHECK(total > 0); /* the kills did land while records were being written */
 	return T_PASS;
 }
