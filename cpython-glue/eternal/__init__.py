@@ -15,7 +15,7 @@ import os
 import sys
 
 __version__ = "0.1.0"
-__all__ = ["enable", "seal", "freeze", "stats", "is_enabled", "is_sealed", "trap_records",
+__all__ = ["enable", "seal", "freeze", "stats", "is_enabled", "is_sealed", "trap_records", "audit_scan",
            "report", "tier_of", "UnsupportedInterpreter", "MODES", "ENGINES", "backend"]
 
 MODES = ("strict", "trap", "audit", "off")
@@ -173,6 +173,12 @@ def trap_records(max=4096):
     """Trapped writes of this process so far, in Python terms (drains the ring)."""
     fn = getattr(_C, "trap_read", None) if _C is not None else None
     return fn(max) if fn is not None else []
+
+
+def audit_scan(reprotect=False):
+    """Audit mode: the region pages written since the last scan, as dicts
+    (address, tier, blocks); reprotect=True starts a new interval."""
+    return _need("audit_scan")(reprotect)
 
 
 def tier_of(obj):

@@ -327,3 +327,20 @@ def test_describe_fields():
     lines = p.stdout.splitlines()
     assert lines[0] == "hash utf8 ob_shash gc_next ob_item[1] ob_fval", lines[0]
     assert lines[1] == "code dumps True", lines[1]
+
+
+def test_audit_scan():
+    p = run_py('''
+        import eternal
+        eternal.enable()
+        s = eternal.freeze("audited " * 3)
+        import json
+        eternal.seal("audit")
+        before = eternal.audit_scan(reprotect=True)
+        eternal._C._old_abi_incref(s)
+        after = eternal.audit_scan(reprotect=True)
+        print("PAGES", len(after), [p["tier"] for p in after][:3])
+        ok = any(p["address"] <= id(s) < p["address"] + 4096 for p in after)
+        print("HIT", ok)
+        ''', check=0)
+    assert "HIT True" in p.stdout, p.stdout
