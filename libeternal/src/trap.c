@@ -769,13 +769,19 @@ static void chain(int sig, siginfo_t *si, void *uc, const struct sigaction *old)
 	/* whoever handles it next (faulthandler, a sanitizer) likely ends the
 	 * process: flushing early costs nothing if it does not */
 	flush_on_death();
-	if (old->sa_flags & SA_SIGINFO) {
-		if (old->sa_sigaction) {
+	bool fn = (old->sa_flags & SA_SIGINFO) ? old->sa_sigaction != NULL
+					       : old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN;
+	if (fn) {
+		/* ours runs with SA_NODEFER; give the next one the mask it asked for */
+		sigset_t mask = old->sa_mask, prev;
+		if (!(old->sa_flags & SA_NODEFER))
+			sigaddset(&mask, sig);
+		pthread_sigmask(SIG_BLOCK, &mask, &prev);
+		if (old->sa_flags & SA_SIGINFO)
 			old->sa_sigaction(sig, si, uc);
-			return;
-		}
-	} else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
-		old->sa_handler(sig);
+		else
+			old->sa_handler(sig);
+		pthread_sigmask(SIG_SETMASK, &prev, NULL);
 		return;
 	}
 	/* Default action: reset it and let the fault happen again, so the
@@ -886,7 +892,10 @@ static int install_handler(int sig)
 		return 0;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = sig == SIGBUS ? on_sigbus : on_sigsegv;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+	/* SA_NODEFER: a signal handler of the program's that runs while ours
+	 * does (or ours interrupted it) may write a trapped page too; with our
+	 * signal blocked, that nested fault would kill the process. */
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(sig, &sa, old) < 0)
 		return -errno;
