@@ -165,22 +165,6 @@ static void pmap_free(struct pmap *m)
 /* Allocator hook. Permanent once installed; outside a window it only
  * range-checks frees and reallocs. */
 
-static void **alog;               /* region blocks handed out in this window */
-static size_t alog_n, alog_cap;
-
-static void alog_push(void *p)
-{
-	if (alog_n == alog_cap) {
-		size_t nc = alog_cap ? alog_cap * 2 : 4096;
-		void **n = realloc(alog, nc * sizeof(*n));
-		if (!n)
-			return; /* only the orphan/stray accounting loses it */
-		alog = n;
-		alog_cap = nc;
-	}
-	alog[alog_n++] = p;
-}
-
 static inline int capturing_here(void)
 {
 	return capture_active && pthread_equal(pthread_self(), capture_owner);
@@ -191,7 +175,6 @@ static void *region_alloc(size_t n)
 	void *p;
 
 	if (eternal_alloc(glue_region, ETERNAL_TIER_SEALED, n ? n : 1, 0, TAG_NONE, &p) == 0) {
-		alog_push(p);
 		return p;
 	}
 	C.fallback_blocks++;
@@ -284,6 +267,7 @@ static void immortalize(PyObject *o)
 }
 
 static void tag_pass(void);
+static void sweep(void);
 
 typedef struct {
 	PyObject_HEAD
@@ -588,40 +572,6 @@ static PyObject *finish(struct walk *w, PyObject *root, int *reject)
 	return move_code(w, root);
 }
 
-static int seen_block(struct walk *w, void *p)
-{
-	return pmap_get(&w->seen, p) || pmap_get(&w->seen, (char *)p + GLUE_GC_HEAD);
-}
-
-/* Window open: interned strings the result does not reach (a failed load,
- * a deduplicated constant) still live in the interned dict. */
-static void orphans(struct walk *w)
-{
-	size_t keep = 0;
-
-	for (size_t i = 0; i < alog_n; i++) {
-		void *p = alog[i];
-		struct eternal_block b;
-		PyObject *o = p;
-
-		if (seen_block(w, p))
-			continue;
-		if (eternal_block_find(glue_region, p, &b) < 0 || b.start != p || b.tag)
-			continue;
-		if (b.size >= sizeof(PyASCIIObject) && Py_TYPE(o) == &PyUnicode_Type &&
-		    PyUnicode_CHECK_INTERNED(o)) {
-			(void)pmap_put(&w->seen, o, 0);
-			process_leaf(w, o);
-			C.orphans++;
-			continue;
-		}
-		/* Unaccounted for: strays() looks at these again, after the
-		 * window closed and the free lists were drained. */
-		alog[keep++] = p;
-	}
-	alog_n = keep;
-}
-
 /* A live block nobody accounts for is an object something leaked (stock
  * marshal leaks parts of a truncated code object) or holds. If it is an
  * object we know, make it inert: immortal, and out of the GC's lists, whose
@@ -646,42 +596,6 @@ static void neutralize(void *p, size_t size)
 		immortalize(o);
 }
 
-/* Window closed: count the live blocks nobody accounted for. */
-static int live_unseen(struct walk *w, void *p, struct eternal_block *b)
-{
-	return !seen_block(w, p) && eternal_block_find(glue_region, p, b) == 0 && b->start == p && !b->tag;
-}
-
-static void strays(struct walk *w)
-{
-	struct eternal_block b;
-	size_t i;
-	int purged = 0;
-
-	/* A leftover is most often a name the type attribute cache still holds;
-	 * drop those entries (only then: scanning the cache costs) and look again. */
-	for (i = 0; i < alog_n; i++) {
-		if (live_unseen(w, alog[i], &b)) {
-			C.cache_purged += (unsigned long long)glue_typecache_purge();
-			purged = 1;
-			break;
-		}
-	}
-	if (!purged)
-		return;
-	for (i = 0; i < alog_n; i++) {
-		void *p = alog[i];
-
-		if (seen_block(w, p))
-			continue;
-		if (eternal_block_find(glue_region, p, &b) < 0 || b.start != p || b.tag)
-			continue;
-		(void)eternal_block_set_tag(glue_region, p, TAG_STRAY);
-		C.strays++;
-		neutralize(p, b.size);
-	}
-}
-
 struct window {
 	int gc_was;
 	struct glue_freelists *fl;
@@ -691,7 +605,6 @@ static void window_open(struct window *win)
 {
 	win->gc_was = PyGC_Disable();
 	win->fl = glue_freelists_suspend();
-	alog_n = 0;
 	capture_owner = pthread_self();
 	capture_active = 1;
 }
@@ -707,7 +620,6 @@ static void window_close(struct window *win, struct walk *w)
 		else if (r < 0)
 			PyErr_Clear();
 	}
-	strays(w);
 	if (win->gc_was)
 		PyGC_Enable();
 }
@@ -739,7 +651,6 @@ static PyObject *capture_load(const char *buf, Py_ssize_t len)
 		}
 		res = r2;
 	}
-	orphans(&w);
 	window_close(&win, &w);
 	pmap_free(&w.seen);
 	free(w.objs);
@@ -843,7 +754,6 @@ static PyObject *g_compile(PyObject *self, PyObject *args)
 		}
 		res = r2;
 	}
-	orphans(&w);
 	window_close(&win, &w);
 	pmap_free(&w.seen);
 	free(w.objs);
@@ -1104,7 +1014,6 @@ static PyObject *g_freeze(PyObject *self, PyObject *obj)
 		Py_XDECREF(s);
 		Py_CLEAR(exc);
 	}
-	orphans(&w);
 	window_close(&win, &w);
 	pmap_free(&w.seen);
 	free(w.objs);
@@ -1288,12 +1197,13 @@ static PyObject *g_seal(PyObject *self, PyObject *args, PyObject *kw)
 		PyErr_SetString(PyExc_RuntimeError, "eternal.seal(): already sealed");
 		return NULL;
 	}
+	/* Whatever a free list or a cycle still holds, let go of it now. */
+	PyGC_Collect();
 	tag_pass();
+	sweep();
 	intern_short_strings();
 	if (glue_interned_fixup() < 0)
 		PyErr_Clear();
-	/* Whatever a free list or a cycle still holds, let go of it now. */
-	PyGC_Collect();
 	o.engine = (enum eternal_trap_engine)engine;
 	o.flags = (trap_cow ? ETERNAL_TRAP_COW_TIER : 0) | ETERNAL_TRAP_STRICT_DESCRIBE;
 	o.log_dir = log;
@@ -1379,6 +1289,8 @@ static int tagpass_cb(const struct eternal_block *b, void *arg)
 			tag = TAG_DICT;
 		else if (t == &PyDictProxy_Type)
 			tag = TAG_PROXY;
+		else if (t == &PyList_Type || t == &PySet_Type)
+			tag = TAG_STRAY; /* mutable: nothing a capture keeps */
 	}
 	if (tag == TAG_NONE)
 		return 0;
@@ -1409,6 +1321,72 @@ static void tag_pass(void)
 		(void)eternal_block_set_tag(glue_region, tp.p[i], tp.tag[i]);
 	free(tp.p);
 	free(tp.tag);
+}
+
+struct sweep {
+	void **p;
+	size_t *size;
+	uint8_t *tag;
+	size_t n, cap;
+};
+
+static int sweep_cb(const struct eternal_block *b, void *arg)
+{
+	struct sweep *s = arg;
+
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 65536;
+		void **np = realloc(s->p, nc * sizeof(*np));
+		size_t *ns = np ? realloc(s->size, nc * sizeof(*ns)) : NULL;
+		uint8_t *nt = ns ? realloc(s->tag, nc) : NULL;
+		if (np)
+			s->p = np;
+		if (ns)
+			s->size = ns;
+		if (!nt)
+			return 1;
+		s->tag = nt;
+		s->cap = nc;
+	}
+	s->p[s->n] = b->start;
+	s->size[s->n] = b->size;
+	s->tag[s->n++] = b->tag;
+	return 0;
+}
+
+/* At seal: whatever is still alive in the sealed tier but no capture result
+ * reached (interned names a failed or deduplicated load left, names the
+ * type cache holds, pieces stock marshal leaks) is made eternal now, so no
+ * refcount or GC write can reach it after sealing. */
+static void sweep(void)
+{
+	struct sweep s = { 0 };
+	struct walk w = { 0 };
+
+	(void)eternal_block_foreach(glue_region, ETERNAL_TIER_SEALED, sweep_cb, &s);
+	for (size_t i = 0; i < s.n; i++) {
+		int tag = s.tag[i];
+		PyObject *o = (PyObject *)((char *)s.p[i] + (glue_tag_is_gc(tag) ? GLUE_GC_HEAD : 0));
+
+		if (tag == TAG_STRAY) {
+			neutralize(s.p[i], s.size[i]);
+			C.strays++;
+			continue;
+		}
+		if (tag == TAG_NONE || tag == TAG_UTF8 || tag == TAG_DICTKEYS || tag >= TAG_MAX)
+			continue;
+		if (tag == TAG_STR && _Py_IsImmortal(o) && (PyUnicode_IS_ASCII(o) ||
+							    ((PyCompactUnicodeObject *)o)->utf8))
+			continue;
+		if (tag != TAG_STR && _Py_IsImmortal(o))
+			continue;
+		process_leaf(&w, o);
+		C.orphans++;
+	}
+	pmap_free(&w.seen);
+	free(s.p);
+	free(s.size);
+	free(s.tag);
 }
 
 static int dict_set_ull(PyObject *d, const char *k, unsigned long long v)
@@ -1486,6 +1464,7 @@ static PyObject *g_stats(PyObject *self, PyObject *unused)
 	dict_set_ull(d, "code_moved_heap", C.code_moved_heap);
 	dict_set_ull(d, "interned_swaps", C.interned_swaps);
 	dict_set_ull(d, "orphans", C.orphans);
+	dict_set_ull(d, "swept_at_seal", C.orphans);
 	dict_set_ull(d, "stray_blocks", C.strays);
 	dict_set_ull(d, "stray_blocks_live", live_strays());
 	dict_set_ull(d, "sealed_frees_ignored", C.sealed_frees_ignored);
