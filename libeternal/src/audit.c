@@ -51,16 +51,16 @@ static uint32_t blocks_on_page(const struct eternal_region *r, int k, uintptr_t 
 ETERNAL_API int eternal_audit_scan(eternal_region *r, unsigned flags, struct eternal_dirty_page *out, size_t cap)
 {
 	uintptr_t lo[ETERNAL_NTIERS], hi[ETERNAL_NTIERS];
+	size_t tpsz[ETERNAL_NTIERS];
 	struct page_region vec[SCAN_VEC];
 	int pm, rc;
 	size_t n = 0;
-	long psz = sysconf(_SC_PAGESIZE);
 
 	if (!r || (cap && !out) || (flags & ~ETERNAL_AUDIT_REPROTECT))
 		return -EINVAL;
 	if ((rc = _eternal_check(r)) < 0)
 		return rc;
-	if ((rc = _eternal_trap_audit_ctx(r, &pm, lo, hi)) < 0)
+	if ((rc = _eternal_trap_audit_ctx(r, &pm, lo, hi, tpsz)) < 0)
 		return rc;
 	if (cap > INT32_MAX)
 		cap = INT32_MAX;
@@ -68,7 +68,7 @@ ETERNAL_API int eternal_audit_scan(eternal_region *r, unsigned flags, struct ete
 	bool count_only = cap == 0;
 	for (int k = 0; k < ETERNAL_NTIERS; k++) {
 		struct span_cache c = { 0, 0 };
-		uintptr_t start = lo[k];
+		uintptr_t start = lo[k], psz = tpsz[k]; /* a hugetlb tier reports huge pages */
 		while (start < hi[k] && (count_only || n < cap)) {
 			struct pm_scan_arg a = {
 				.size = sizeof(a),
@@ -77,7 +77,8 @@ ETERNAL_API int eternal_audit_scan(eternal_region *r, unsigned flags, struct ete
 				.end = hi[k],
 				.vec = (uintptr_t)vec,
 				.vec_len = SCAN_VEC,
-				.max_pages = count_only ? 0 : cap - n,
+				/* counted in base pages by the kernel */
+				.max_pages = count_only ? 0 : (cap - n) * (psz / (uintptr_t)sysconf(_SC_PAGESIZE)),
 				.category_mask = PAGE_IS_WRITTEN,
 				.return_mask = PAGE_IS_WRITTEN,
 			};
@@ -88,13 +89,13 @@ ETERNAL_API int eternal_audit_scan(eternal_region *r, unsigned flags, struct ete
 				return -errno;
 			}
 			for (long i = 0; i < got; i++) {
-				for (uintptr_t p = vec[i].start; p < vec[i].end; p += (uintptr_t)psz) {
+				for (uintptr_t p = vec[i].start & ~(psz - 1); p < vec[i].end; p += psz) {
 					if (!count_only) {
 						if (n >= cap)
 							break;
 						out[n].addr = p;
 						out[n].tier = k;
-						out[n].blocks = blocks_on_page(r, k, p, (size_t)psz, &c);
+						out[n].blocks = blocks_on_page(r, k, p, psz, &c);
 					}
 					n++;
 				}

@@ -125,9 +125,10 @@ ETERNAL_HIDDEN void _eternal_trap_stats(const struct eternal_region *r, struct e
 ETERNAL_HIDDEN int _eternal_trap_grow(struct eternal_region *r, enum eternal_tier tier, uintptr_t lo, uintptr_t hi);
 #define ETERNAL_TRAP_FLAGS_ALL (ETERNAL_TRAP_BUSY_POLL | ETERNAL_TRAP_NO_REARM | ETERNAL_TRAP_COW_TIER | \
 				ETERNAL_TRAP_STRICT_DESCRIBE | ETERNAL_TRAP_FP_ONLY)
-/* for audit.c: pagemap fd and armed range per tier; -ENOTSUP unless in audit mode */
+/* for audit.c: pagemap fd, armed range and page size per tier; -ENOTSUP unless in audit mode */
 ETERNAL_HIDDEN int _eternal_trap_audit_ctx(const struct eternal_region *r, int *pagemap_fd,
-					   uintptr_t lo[ETERNAL_NTIERS], uintptr_t hi[ETERNAL_NTIERS]);
+					   uintptr_t lo[ETERNAL_NTIERS], uintptr_t hi[ETERNAL_NTIERS],
+					   size_t psz[ETERNAL_NTIERS]);
 /* tlog.c: the JSON-lines sink; format and write are async-signal-safe */
 ETERNAL_HIDDEN int _eternal_tlog_open(const char *dir, pid_t pid);
 ETERNAL_HIDDEN int _eternal_tlog_format(char *buf, size_t len, const struct eternal_trap_event *ev,

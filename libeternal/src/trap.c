@@ -222,6 +222,8 @@ struct trap_range {
 	uintptr_t limit;           /* end of the tier's reservation */
 	_Atomic uint8_t *seen;     /* one bit per page of the reservation: first write logged */
 	size_t seen_len;
+	uintptr_t psz;             /* the tier's page size: huge for a hugetlb sealed tier */
+	unsigned shift;            /* log2(psz) */
 };
 
 struct eternal_trap {
@@ -278,7 +280,8 @@ static void page_init(void)
 	g_page = p;
 }
 
-static uintptr_t page_down(uintptr_t a) { return a & ~((uintptr_t)g_page - 1); }
+/* The page of tier @k holding @a: protection works in the tier's pages. */
+#define TPAGE(t, k, a) ((a) & ~((t)->rng[k].psz - 1))
 static uintptr_t page_up(uintptr_t a) { return (a + (uintptr_t)g_page - 1) & ~((uintptr_t)g_page - 1); }
 
 /* ------------------------------------------------------------------ */
@@ -712,7 +715,7 @@ static void fill_context(struct eternal_trap_event *ev, const void *ucv, struct 
 static bool first_write(struct eternal_trap *t, int tier, uintptr_t a)
 {
 	struct trap_range *g = &t->rng[tier];
-	size_t pg = (a - t->r->tier[tier].base) >> g_page_shift;
+	size_t pg = (a - t->r->tier[tier].base) >> g->shift;
 	if (!g->seen || (pg >> 3) >= g->seen_len)
 		return true;
 	uint8_t bit = (uint8_t)(1u << (pg & 7));
@@ -807,7 +810,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 			fill_context(&ev, uc, &cap);
 			record(t, &ev, &cap);
 		}
-		if (uffd_wp(t->uffd, page_down(a), (uintptr_t)g_page, false) == 0) {
+		if (uffd_wp(t->uffd, TPAGE(t, tier, a), t->rng[tier].psz, false) == 0) {
 			errno = saved;
 			return;
 		}
@@ -858,7 +861,7 @@ static void on_sigsegv(int sig, siginfo_t *si, void *uc)
 			fill_context(&ev, uc, &cap);
 			record(t, &ev, &cap);
 		}
-		if (mprotect((void *)page_down(a), (size_t)g_page, PROT_READ | PROT_WRITE) == 0) {
+		if (mprotect((void *)TPAGE(t, tier, a), t->rng[tier].psz, PROT_READ | PROT_WRITE) == 0) {
 			errno = saved;
 			return;
 		}
@@ -1047,10 +1050,10 @@ static void handler_loop(struct eternal_trap *t, struct tid_fd *cache)
 				}
 				last_tid = tid;
 			}
-			if (uffd_wp(t->uffd, page_down(a), (uintptr_t)g_page, false) < 0 &&
-			    uffd_wp(t->uffd, page_down(a), (uintptr_t)g_page, false) < 0) {
+			uintptr_t psz = hit == t ? t->rng[tier].psz : (uintptr_t)g_page, pg = a & ~(psz - 1);
+			if (uffd_wp(t->uffd, pg, psz, false) < 0 && uffd_wp(t->uffd, pg, psz, false) < 0) {
 				/* the writer would wait forever: unregister, which wakes it */
-				struct uffdio_range ur = { .start = page_down(a), .len = (uintptr_t)g_page };
+				struct uffdio_range ur = { .start = pg, .len = psz };
 				if (hit == t) {
 					ur.start = atomic_load(&t->rng[tier].lo);
 					ur.len = atomic_load(&t->rng[tier].hi) - ur.start;
@@ -1372,9 +1375,11 @@ ETERNAL_HIDDEN int _eternal_trap_prepare(struct eternal_region *r, enum eternal_
 	for (int k = 0; k < ETERNAL_NTIERS; k++) {
 		struct tier *tr = &r->tier[k];
 		t->rng[k].limit = tr->limit;
+		t->rng[k].psz = tr->page_size ? tr->page_size : (uintptr_t)g_page;
+		t->rng[k].shift = (unsigned)__builtin_ctzl(t->rng[k].psz);
 		if (k == ETERNAL_TIER_COW && !t->cow)
 			continue;
-		size_t pages = (tr->limit - tr->base) >> g_page_shift;
+		size_t pages = (tr->limit - tr->base) >> t->rng[k].shift;
 		t->rng[k].seen_len = page_up((pages + 7) / 8);
 		void *p = mmap(NULL, t->rng[k].seen_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED) {
@@ -1476,7 +1481,8 @@ static int arm_all(struct eternal_trap *t)
 			continue;
 		uintptr_t lo = r->tier[k].base;
 		uintptr_t hi = t->mode == ETERNAL_MODE_STRICT ? r->tier[k].limit
-							     : page_up(r->tier[k].base + r->tier[k].committed);
+							     : (r->tier[k].base + r->tier[k].committed +
+								t->rng[k].psz - 1) & ~(t->rng[k].psz - 1);
 		atomic_store(&t->rng[k].lo, lo);
 		atomic_store(&t->rng[k].hi, lo);
 		if ((rc = arm_range(t, k, lo, hi)) < 0)
@@ -1509,7 +1515,8 @@ ETERNAL_HIDDEN int _eternal_trap_grow(struct eternal_region *r, enum eternal_tie
 	if (!t || !atomic_load(&t->armed) || tier < 0 || tier >= ETERNAL_NTIERS ||
 	    (tier == ETERNAL_TIER_COW && !t->cow) || t->mode == ETERNAL_MODE_STRICT)
 		return 0;
-	return arm_range(t, tier, page_down(lo), page_up(hi));
+	uintptr_t psz = t->rng[tier].psz;
+	return arm_range(t, tier, lo & ~(psz - 1), (hi + psz - 1) & ~(psz - 1));
 }
 
 static void disarm(struct eternal_trap *t)
@@ -1689,7 +1696,8 @@ ETERNAL_API int eternal_trap_read(eternal_region *r, struct eternal_trap_event *
 
 /* For audit.c: the pagemap fd and armed ranges. */
 ETERNAL_HIDDEN int _eternal_trap_audit_ctx(const struct eternal_region *r, int *pagemap_fd,
-					   uintptr_t lo[ETERNAL_NTIERS], uintptr_t hi[ETERNAL_NTIERS])
+					   uintptr_t lo[ETERNAL_NTIERS], uintptr_t hi[ETERNAL_NTIERS],
+					   size_t psz[ETERNAL_NTIERS])
 {
 	const struct eternal_trap *t = r->trap;
 	if (!t || t->mode != ETERNAL_MODE_AUDIT || !atomic_load(&t->armed))
@@ -1698,6 +1706,7 @@ ETERNAL_HIDDEN int _eternal_trap_audit_ctx(const struct eternal_region *r, int *
 	for (int k = 0; k < ETERNAL_NTIERS; k++) {
 		lo[k] = atomic_load(&t->rng[k].lo);
 		hi[k] = atomic_load(&t->rng[k].hi);
+		psz[k] = t->rng[k].psz ? t->rng[k].psz : (size_t)g_page;
 	}
 	return t->pagemap_fd >= 0 ? 0 : -EBADF;
 }
