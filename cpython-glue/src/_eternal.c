@@ -35,7 +35,7 @@ static struct {
 	unsigned long long captures, capture_errors, passthrough, rejected;
 	unsigned long long fallback_blocks, fallback_bytes;
 	unsigned long long code_moved, code_moved_heap, interned_swaps;
-	unsigned long long orphans, strays, sealed_frees_ignored, freezes, interned_extra, cache_purged;
+	unsigned long long orphans, strays, sealed_frees_ignored, freezes, interned_extra, cache_purged, cow_tuples;
 } C;
 
 /* ------------------------------------------------------------------ */
@@ -489,6 +489,116 @@ static void process_leaf(struct walk *w, PyObject *o)
 
 /* Code objects are written by the interpreter (quickening, caches): move
  * them from the sealed tier to the cow tier and patch the references. */
+#if PY_VERSION_HEX >= 0x030D0000
+/* A copy of sealed tuple @t in the cow tier (the same copy for every code
+ * object that shares it), or @t itself if it is not in the sealed tier. */
+static PyObject *cow_tuple(struct walk *w, PyObject *t)
+{
+	uintptr_t *r;
+	size_t size;
+	void *p;
+
+	if (!t || Py_TYPE(t) != &PyTuple_Type || !glue_in_sealed(t))
+		return t;
+	r = pmap_get(&w->seen, t);
+	if (r && *r)
+		return (PyObject *)*r;
+	size = GLUE_GC_HEAD + _PyObject_VAR_SIZE(&PyTuple_Type, Py_SIZE(t));
+	if (eternal_alloc(glue_region, ETERNAL_TIER_COW, size, 0, TAG_TUPLE, &p) < 0)
+		return t;
+	memcpy(p, (char *)t - GLUE_GC_HEAD, size);
+	memset(p, 0, GLUE_GC_HEAD); /* untracked */
+	immortalize((PyObject *)((char *)p + GLUE_GC_HEAD));
+	if (r)
+		*r = (uintptr_t)((char *)p + GLUE_GC_HEAD);
+	C.cow_tuples++;
+	return (PyObject *)((char *)p + GLUE_GC_HEAD);
+}
+
+static PyObject *mapped_tuple(struct walk *w, PyObject *t)
+{
+	uintptr_t *r;
+	if (!t || Py_TYPE(t) != &PyTuple_Type || !glue_in_sealed(t))
+		return t;
+	r = pmap_get(&w->seen, t);
+	return r && *r ? (PyObject *)*r : t;
+}
+
+/* 3.13's code constructor (code.replace(), types.CodeType()) re-interns
+ * the names tuples it is given by storing every slot back, changed or not:
+ * a sealed tuple of names handed to it would be written. So tuples of
+ * strings live in the cow tier: copied there, every reference the walk
+ * found patched (tuple items, frozenset keys, code fields), old blocks
+ * released. */
+static PyObject *cow_name_tuples(struct walk *w, PyObject *root)
+{
+	size_t moved = 0;
+
+	for (size_t i = 0; i < w->n; i++) {
+		PyObject *o = w->objs[i];
+		Py_ssize_t n;
+		if (Py_TYPE(o) != &PyTuple_Type || !glue_in_sealed(o) || !(n = PyTuple_GET_SIZE(o)))
+			continue;
+		for (Py_ssize_t j = 0; j < n && o; j++)
+			if (Py_TYPE(PyTuple_GET_ITEM(o, j)) != &PyUnicode_Type)
+				o = NULL;
+		if (o && cow_tuple(w, o) != o)
+			moved++;
+	}
+	if (!moved)
+		return root;
+	for (size_t i = 0; i < w->n; i++) {
+		PyObject *o = w->objs[i];
+		PyTypeObject *t = Py_TYPE(o);
+		if (t == &PyTuple_Type) {
+			for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(o); j++) {
+				PyObject *it = PyTuple_GET_ITEM(o, j);
+				PyObject *nw = mapped_tuple(w, it);
+				if (nw != it)
+					PyTuple_SET_ITEM(o, j, nw);
+			}
+		} else if (t == &PyFrozenSet_Type) {
+			PySetObject *so = (PySetObject *)o;
+			for (Py_ssize_t j = 0; j <= so->mask; j++) {
+				PyObject *k = so->table[j].key;
+				if (k)
+					so->table[j].key = mapped_tuple(w, k);
+			}
+		} else if (t == &PyCode_Type) {
+			uintptr_t *r = pmap_get(&w->seen, o);
+			PyCodeObject *cos[2] = { (PyCodeObject *)o, r && *r ? (PyCodeObject *)*r : NULL };
+			for (int k = 0; k < 2; k++) {
+				PyCodeObject *co = cos[k];
+				if (!co)
+					continue;
+				co->co_names = mapped_tuple(w, co->co_names);
+				co->co_localsplusnames = mapped_tuple(w, co->co_localsplusnames);
+				co->co_consts = mapped_tuple(w, co->co_consts);
+			}
+		}
+	}
+	root = mapped_tuple(w, root);
+	/* Everything that pointed at the old copies was patched above. */
+	for (size_t i = 0; i < w->n; i++) {
+		PyObject *o = w->objs[i];
+		if (Py_TYPE(o) == &PyTuple_Type && glue_in_sealed(o) && mapped_tuple(w, o) != o)
+			(void)eternal_free(glue_region, (char *)o - GLUE_GC_HEAD);
+	}
+	return root;
+}
+#endif
+
+static PyObject *cow_names(struct walk *w, PyObject *root)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+	if (!w->allow_mapping)
+		root = cow_name_tuples(w, root);
+#else
+	(void)w;
+#endif
+	return root;
+}
+
 static PyObject *move_code(struct walk *w, PyObject *root)
 {
 	PyObject **old = NULL;
@@ -527,9 +637,9 @@ static PyObject *move_code(struct walk *w, PyObject *root)
 		}
 		old[nold++] = o;
 	}
-	if (!nold)
-		return root;
 	(void)any_code;
+	if (!nold)
+		return cow_names(w, root);
 	/* Code objects live only as the root or in some code's co_consts (the
 	 * walk refused anything else), so those are the slots to patch. */
 	for (size_t i = 0; i < w->n; i++) {
@@ -549,6 +659,7 @@ static PyObject *move_code(struct walk *w, PyObject *root)
 		if (r && *r)
 			root = (PyObject *)*r;
 	}
+	root = cow_names(w, root);
 	/* The old copies are referenced by nobody now: release the blocks. */
 	for (size_t i = 0; i < nold; i++)
 		(void)eternal_free(glue_region, old[i]);
@@ -1470,6 +1581,7 @@ static PyObject *g_stats(PyObject *self, PyObject *unused)
 	dict_set_ull(d, "sealed_frees_ignored", C.sealed_frees_ignored);
 	dict_set_ull(d, "freezes", C.freezes);
 	dict_set_ull(d, "interned_extra", C.interned_extra);
+	dict_set_ull(d, "cow_tuples", C.cow_tuples);
 
 	dict_set_ull(d, "typecache_purged", C.cache_purged);
 	if (PyErr_Occurred())
