@@ -26,6 +26,12 @@ class UnsupportedInterpreter(RuntimeError):
     """This interpreter cannot host the glue (see the message for why)."""
 
 
+def _free_threaded_config():
+    # sysconfig imports threading; only look if something already loaded it.
+    sc = sys.modules.get("sysconfig")
+    return bool(sc and sc.get_config_var("Py_GIL_DISABLED"))
+
+
 def _why_unsupported():
     """A sentence saying why this interpreter is not supported, or None."""
     if sys.implementation.name != "cpython":
@@ -37,8 +43,7 @@ def _why_unsupported():
     if v >= (3, 14):
         return (f"CPython {v.major}.{v.minor} is not supported yet: the glue knows the internals "
                 "of 3.12 and 3.13 only")
-    import sysconfig
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    if "t" in getattr(sys, "abiflags", "") or _free_threaded_config():
         return ("free-threaded CPython (3.13t) is not supported: objects live in per-thread "
                 "mimalloc heaps that bypass the object allocator hook")
     return None
