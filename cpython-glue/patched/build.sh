@@ -102,7 +102,7 @@ add_eternal() {
 	cp "$HERE"/src/pycore_eternal.h "$tree/Include/internal/"
 	# Link what libeternal's sources ask for, nothing more.
 	if grep -qs '<liburing.h>' "$LIBETERNAL_DIR"/src/*.[ch]; then libs="$libs -luring"; fi
-	if grep -qs '<numa.h>' "$LIBETERNAL_DIR"/src/*.[ch]; then libs="$libs -lnuma"; fi
+	if grep -qs '<numa.h>\|<numaif.h>' "$LIBETERNAL_DIR"/src/*.[ch]; then libs="$libs -lnuma"; fi
 	if grep -qs '<elfutils/\|<libdw' "$LIBETERNAL_DIR"/src/*.[ch]; then libs="$libs -ldw -lelf"; fi
 	{
 		echo "*static*"
