@@ -145,12 +145,13 @@ def _at_exit():
 
 
 def _write_stats(log):
+    # The trap records themselves are in the library's log next to this
+    # (symbolizing them again here would slow every worker's exit).
     import json
     st = stats()
-    recs = trap_records()
     path = os.path.join(log, f"eternal-stats-{os.getpid()}.json")
     with open(path, "w") as f:
-        json.dump({"pid": os.getpid(), "argv": sys.argv, "stats": st, "records": recs}, f)
+        json.dump({"pid": os.getpid(), "argv": sys.argv, "stats": st}, f)
 
 
 def freeze(obj):
