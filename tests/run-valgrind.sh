@@ -23,6 +23,11 @@ ninja -C "$BUILD" >/dev/null || { echo "not ok - build"; exit 1; }
 declare -A SKIP=(
 	[core/fork_warmup]="the child's atfork handler remaps the 512 MiB sealed reserve MAP_PRIVATE; memcheck ran >10 min on it without finishing"
 	[faults/fork_threads]="200 forks in warm-up, each child remapping the 512 MiB reserve (see core/fork_warmup): >7 min, cut"
+	[faults/memfd_fail]="installs a seccomp filter: valgrind 3.19 does not implement seccomp(2) (unhandled syscall 317, ENOSYS)"
+	[faults/grow_fail]="seccomp filter (see memfd_fail); it also timed out (>120 s) under memcheck, cause not investigated"
+	[faults/uffd_refused]="seccomp filter (see memfd_fail)"
+	[faults/seal_steps_fail]="seccomp filter (see memfd_fail)"
+	[faults/tlog_kill]="under memcheck no trap record reached the log before the kill in 30 of 30 runs: the trap engines (userfaultfd, SIGBUS/SIGSEGV retry) do not work under valgrind"
 )
 
 fail=0

@@ -150,7 +150,7 @@ static void check_intact(const unsigned char *p, const char *whose)
 
 static void send_fd(int sock, int fd)
 {
-	char c = 'f', ctl[CMSG_SPACE(sizeof(int))];
+	char c = 'f', ctl[CMSG_SPACE(sizeof(int))] = { 0 }; /* padding too: it is sent */
 	struct iovec io = { &c, 1 };
 	struct msghdr mh = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
@@ -283,7 +283,8 @@ int main(int argc, char **argv)
 		snprintf(swk, sizeof(swk), "%d", (int)worker);
 		snprintf(saddr, sizeof(saddr), "%#lx", (unsigned long)(uintptr_t)p);
 		snprintf(ssock, sizeof(ssock), "%d", sp[1]);
-		CHECK(posix_spawn(&att, "/proc/self/exe", NULL, NULL, av, environ) == 0);
+		/* argv[0], not /proc/self/exe: under valgrind that is valgrind. */
+		CHECK(posix_spawn(&att, argv[0], NULL, NULL, av, environ) == 0);
 		close(sp[1]);
 		send_fd(sp[0], fd);
 		CHECK(waitpid(att, &status, 0) == att);
