@@ -1583,7 +1583,6 @@ static PyObject *g_stats(PyObject *self, PyObject *unused)
 	dict_set_ull(d, "interned_extra", C.interned_extra);
 	dict_set_ull(d, "cow_tuples", C.cow_tuples);
 
-	dict_set_ull(d, "typecache_purged", C.cache_purged);
 	if (PyErr_Occurred())
 		goto err;
 	objs = PyDict_New();

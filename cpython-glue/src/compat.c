@@ -205,27 +205,3 @@ bool glue_audit_hooks_present(void)
 	return interp->audit_hooks && PyList_Check(interp->audit_hooks) &&
 	       PyList_GET_SIZE(interp->audit_hooks) > 0;
 }
-
-int glue_typecache_purge(void)
-{
-	/* The attribute cache keeps a strong reference to the last name looked
-	 * up per slot; 3.13 caches any exact str, so a name built inside the
-	 * window (compile's cleandoc calls str.expandtabs) would outlive it as a
-	 * mortal region object. */
-	PyInterpreterState *interp = PyInterpreterState_Get();
-	struct type_cache *c = &interp->types.type_cache;
-	int n = 0;
-
-	for (size_t i = 0; i < (size_t)1 << MCACHE_SIZE_EXP; i++) {
-		struct type_cache_entry *e = &c->hashtable[i];
-		PyObject *name = e->name;
-		if (name && glue_in_region(name) && !_Py_IsImmortal(name)) {
-			e->version = 0;
-			e->value = NULL;
-			e->name = Py_NewRef(Py_None);
-			Py_DECREF(name);
-			n++;
-		}
-	}
-	return n;
-}

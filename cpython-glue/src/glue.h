@@ -74,9 +74,6 @@ void glue_freelists_resume(struct glue_freelists *s);
  * for a copy made outside. Returns 1 if swapped, 0 if not needed, -1 error. */
 int glue_interned_fixup(void);
 
-/* compat.c: drop attribute-cache entries whose name is a mortal region str. */
-int glue_typecache_purge(void);
-
 /* compat.c: 3.13 interns identifier-like constants as mortal; upgrading
  * them to immortal now avoids a state write after sealing. */
 void glue_intern_immortal(PyObject *s);
