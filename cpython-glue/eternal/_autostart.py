@@ -1,6 +1,7 @@
 # eternal/_autostart.py - imported from eternal.pth at interpreter start-up when
 # ETERNAL=1: enables the glue so that an unmodified program runs with it.
 import os
+import sys
 
 
 def _main_interpreter():
@@ -17,10 +18,11 @@ def _main_interpreter():
     return True
 
 
-if os.environ.get("ETERNAL") == "1" and _main_interpreter():
+# -E / -I (ignore PYTHON* variables) ignore ETERNAL* too, as the patched
+# interpreter does.
+if os.environ.get("ETERNAL") == "1" and not sys.flags.ignore_environment and _main_interpreter():
     try:
         import eternal
         eternal.start_from_env()
     except Exception as e:
-        import sys
         sys.stderr.write(f"eternal: ETERNAL=1 but the glue did not start: {e}\n")
