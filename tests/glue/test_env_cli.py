@@ -187,3 +187,12 @@ def test_patched_backend_routing():
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["patched", "off", "True"], p.stdout
+
+
+def test_env_ignored_under_E():
+    env = glue_env({"ETERNAL": "1"})
+    paths = env["PYTHONPATH"].split(os.pathsep)
+    p = subprocess.run([sys.executable, "-E", "-c", f"import sys; sys.path[:0] = {paths!r}\n"
+                        "import eternal._autostart, eternal; print('ENABLED', eternal.is_enabled())"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert "ENABLED False" in p.stdout, p.stdout + p.stderr
