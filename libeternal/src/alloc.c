@@ -8,7 +8,6 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -61,40 +60,26 @@ static inline int bit_test(const uint64_t *map, size_t i)
 	return (map[i >> 6] >> (i & 63)) & 1;
 }
 
-/* Grow the memfd so that [base, end) is backed. */
+/* Commit [base, end) of a tier. Both tiers warm up in private anonymous
+ * memory (the sealed tier's pages move into its memfd when it is sealed), so
+ * committing is bookkeeping plus one call that faults the pages in. */
 static int commit_to(struct eternal_region *r, struct tier *t, uintptr_t end)
 {
-	size_t need = end - t->base, want;
-	struct rlimit fsz;
-	int rc;
+	size_t need = end - t->base, want, old = t->committed;
 
-	if (need <= t->committed)
+	if (need <= old)
 		return 0;
 	want = (need + r->grow_step - 1) / r->grow_step * r->grow_step;
 	if (want > t->limit - t->base)
 		want = t->limit - t->base;
-	/* Growing a file past RLIMIT_FSIZE raises SIGXFSZ, whose default
-	 * action kills the process: refuse the growth here instead. */
-	if (t->fd >= 0 && getrlimit(RLIMIT_FSIZE, &fsz) == 0 && fsz.rlim_cur != RLIM_INFINITY &&
-	    want > fsz.rlim_cur)
-		return -ENOMEM;
-	if (t->fd >= 0 && ftruncate(t->fd, (off_t)want) < 0)
-		return errno == EPERM ? -EROFS : -ENOMEM;
-	/* Allocate the pages now: a shmem page that cannot be allocated at
-	 * fault time is a SIGBUS, here it is a clean -ENOMEM. */
-	if (t->fd >= 0 &&
-	    (rc = _eternal_place_fallocate(r, t, (off_t)t->committed, (off_t)(want - t->committed))) < 0 &&
-	    rc != -EOPNOTSUPP) {
-		if (ftruncate(t->fd, (off_t)t->committed) < 0) /* cannot fail: it only shrinks */
-			_eternal_log(ETERNAL_LOG_WARN, "commit: cannot shrink memfd back: %d", -errno);
-		return -ENOMEM;
-	}
-	/* Map them with one call: a shmem page fault costs about a
-	 * microsecond, and the caller is about to write every page. Failure
-	 * only means the pages fault in one by one later. */
-	madvise((void *)(t->base + t->committed), want - t->committed, MADV_POPULATE_WRITE);
+	/* The caller is about to write these pages: one call is cheaper than
+	 * a fault each. Failure only means they fault in one by one. */
+	madvise((void *)(t->base + old), want - old, MADV_POPULATE_WRITE);
 	t->committed = want;
 	t->st.committed = want;
+	/* Pages the cow tier gains after the seal are trapped like the rest. */
+	if (atomic_load(&r->state) == ETERNAL_STATE_SEALED)
+		_eternal_trap_grow(r, t->id, t->base + old, t->base + want);
 	return 0;
 }
 

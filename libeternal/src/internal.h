@@ -71,7 +71,8 @@ struct eternal_region {
 	size_t grow_step;
 	atomic_flag lock;
 	char name[64];
-	uintptr_t base, limit;        /* whole reservation */
+	uintptr_t base, limit;        /* both tiers and the spans between them */
+	uintptr_t map_lo;             /* reservation start, a guard below base */
 	size_t meta_size;             /* side metadata mapping */
 	void *meta;
 	struct tier tier[ETERNAL_NTIERS];
@@ -104,12 +105,11 @@ ETERNAL_HIDDEN struct tier *_eternal_tier_get(const struct eternal_region *r, ui
  * memfd through fallocate so that the pages land where the policy says. */
 ETERNAL_HIDDEN int _eternal_place_init(struct eternal_region *r, const struct eternal_region_opts *o);
 ETERNAL_HIDDEN int _eternal_place_memfd(struct eternal_region *r, struct tier *t, const char *name);
-ETERNAL_HIDDEN int _eternal_place_apply(struct eternal_region *r, struct tier *t);
+ETERNAL_HIDDEN int _eternal_place_apply(struct eternal_region *r, void *addr, size_t len);
 ETERNAL_HIDDEN int _eternal_place_fallocate(struct eternal_region *r, struct tier *t, off_t off, off_t len);
 ETERNAL_HIDDEN void _eternal_place_close(struct eternal_region *r);
 ETERNAL_HIDDEN void _eternal_place_stats(const struct eternal_region *r, struct eternal_stats *st);
 /* seal.c asks before anything else: -EOPNOTSUPP if @mode cannot run on the tier's pages. */
-ETERNAL_HIDDEN int _eternal_place_seal_check(const struct eternal_region *r, enum eternal_mode mode);
 
 /* trap.c: the trap and audit engines. seal.c calls prepare before the
  * irreversible part of sealing (so a missing feature leaves the region

@@ -204,12 +204,13 @@ normal:
 	return fd < 0 ? -errno : fd;
 }
 
-/* Set the policy on the tier's whole range. On shmem this is the memfd's
- * shared policy, kept by the inode for every offset of the range: mappings
- * made later, here or in other processes, and pages added by growth obey
- * it. hugetlbfs keeps no shared policy; there it is this mapping's, and
- * growth applies it to the pages themselves (see _eternal_place_fallocate). */
-int _eternal_place_apply(struct eternal_region *r, struct tier *t)
+/* Set the policy on @addr, a shared mapping of the whole sealed memfd made
+ * by seal.c before the pages are allocated. On shmem this becomes the
+ * memfd's shared policy, kept by the inode for every offset: the final
+ * mapping and mappings in other processes obey it. hugetlbfs keeps no shared
+ * policy; there growth applies it to the pages themselves (see
+ * _eternal_place_fallocate). */
+int _eternal_place_apply(struct eternal_region *r, void *addr, size_t len)
 {
 	struct eternal_placement *p = &r->place;
 	unsigned long mask[KMASK_LONGS];
@@ -217,7 +218,7 @@ int _eternal_place_apply(struct eternal_region *r, struct tier *t)
 	if (p->kmode == MPOL_DEFAULT)
 		return 0;
 	kmask_of(p->nodes, mask);
-	if (sys_mbind((void *)t->base, t->limit - t->base, p->kmode, p->kmode == MPOL_LOCAL ? NULL : mask,
+	if (sys_mbind(addr, len, p->kmode, p->kmode == MPOL_LOCAL ? NULL : mask,
 		      p->kmode == MPOL_LOCAL ? 0 : KMASK_BITS + 1, 0) < 0)
 		return errno == ENOSYS ? -EOPNOTSUPP : -errno;
 	return 0;
@@ -247,20 +248,6 @@ static int fallocate_on(int fd, off_t off, off_t len, int kmode, uint64_t nodes)
 int _eternal_place_fallocate(struct eternal_region *r, struct tier *t, off_t off, off_t len)
 {
 	return fallocate_on(t->fd, off, len, r->place.kmode, r->place.nodes);
-}
-
-/* The trap and audit engines un-protect and record base pages; on a hugetlb
- * tier the kernel refuses those ranges, and a trapped writer would never be
- * let through. Refuse the mode while the region can still warm up instead.
- * Drop this once trap.c works in units of the tier's page_size. */
-int _eternal_place_seal_check(const struct eternal_region *r, enum eternal_mode mode)
-{
-	const struct tier *t = &r->tier[ETERNAL_TIER_SEALED];
-
-	if ((mode == ETERNAL_MODE_TRAP || mode == ETERNAL_MODE_AUDIT) &&
-	    t->page_size != (size_t)sysconf(_SC_PAGESIZE))
-		return -EOPNOTSUPP;
-	return 0;
 }
 
 void _eternal_place_close(struct eternal_region *r)

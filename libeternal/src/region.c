@@ -172,19 +172,8 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-	for (struct eternal_region *r = registry; r; r = r->next) {
-		struct tier *t = &r->tier[ETERNAL_TIER_SEALED];
-
-		/* A child forked during warm-up would otherwise write through
-		 * the shared mapping into its parent's objects: give it a
-		 * private view of the same pages instead. */
-		if (atomic_load(&r->state) == ETERNAL_STATE_WARMUP && t->fd >= 0)
-			/* NORESERVE: a private hugetlb mapping would otherwise
-			 * reserve copies of the whole range and fail. */
-			mmap((void *)t->base, t->limit - t->base, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, t->fd, 0);
+	for (struct eternal_region *r = registry; r; r = r->next)
 		_eternal_unlock(r);
-	}
 	pthread_mutex_unlock(&registry_mu);
 }
 
@@ -238,33 +227,27 @@ static size_t tier_meta_size(size_t reserve)
 	return spans * sizeof(struct span_meta) + 2 * (granules / 8) + granules;
 }
 
-/* The sealed tier: a memfd mapped shared over the whole range and grown
- * under it, so a block never moves and bytes past the end are never touched. */
+/* The sealed tier: private anonymous memory while warming up, so that a
+ * child forked meanwhile gets a true copy-on-write snapshot, and page faults
+ * cost what the ordinary heap's do. Its memfd is created now (placement picks
+ * shmem or hugetlb) and receives the pages when the tier is sealed. */
 static int sealed_open(struct eternal_region *r, struct tier *t)
 {
 	char name[80];
-	int fd;
+	int fd, rc;
 
-	int rc;
-
+	if (mmap((void *)t->base, t->limit - t->base, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+		return -errno;
+	/* Warm-up pages follow the NUMA policy too; the memfd gets it when
+	 * the pages are published. */
+	rc = _eternal_place_apply(r, (void *)t->base, t->limit - t->base);
+	if (rc < 0)
+		return rc;
 	snprintf(name, sizeof(name), "%s:sealed", r->name);
 	fd = _eternal_place_memfd(r, t, name); /* shmem, or hugetlb if asked */
 	if (fd < 0)
 		return fd;
-	/* NORESERVE: hugetlb would reserve huge pages for the whole range
-	 * at mmap; growth allocates them instead (no effect on shmem). */
-	if (mmap((void *)t->base, t->limit - t->base, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0) == MAP_FAILED) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	rc = _eternal_place_apply(r, t); /* NUMA policy, before any page exists */
-	if (rc < 0) {
-		close(fd);
-		return rc;
-	}
 	t->fd = fd;
 	return 0;
 }
@@ -327,16 +310,17 @@ int eternal_region_create(const struct eternal_region_opts *opts, eternal_region
 	/* sealed tier | one span | cow tier | one span: the spans around the
 	 * cow tier hold its marker pages and stay out of every tier. */
 	total = o.sealed_reserve + o.cow_reserve + 2 * SPAN_SIZE;
-	raw = (uintptr_t)mmap(NULL, total + RESERVE_ALIGN, PROT_NONE,
+	raw = (uintptr_t)mmap(NULL, total + 2 * RESERVE_ALIGN, PROT_NONE,
 			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if ((void *)raw == MAP_FAILED) {
 		rc = -ENOMEM;
 		goto fail_free;
 	}
-	base = (raw + RESERVE_ALIGN - 1) & ~(RESERVE_ALIGN - 1);
-	if (base > raw)
-		munmap((void *)raw, base - raw);
-	munmap((void *)(base + total), raw + RESERVE_ALIGN - base);
+	/* At least one inaccessible page stays below the sealed tier, so its
+	 * warm-up mapping never merges with a neighbouring anonymous one. */
+	base = (raw + (uintptr_t)sysconf(_SC_PAGESIZE) + RESERVE_ALIGN - 1) & ~(RESERVE_ALIGN - 1);
+	munmap((void *)(base + total), raw + total + 2 * RESERVE_ALIGN - (base + total));
+	r->map_lo = raw;
 	r->base = base;
 	r->limit = base + total;
 
@@ -389,7 +373,7 @@ fail_meta:
 	munmap(r->meta, r->meta_size);
 fail_unmap:
 	if (r->limit)
-		munmap((void *)r->base, r->limit - r->base);
+		munmap((void *)r->map_lo, r->limit - r->map_lo);
 fail_free:
 	free(r);
 	return rc;
@@ -418,7 +402,7 @@ int eternal_region_close(eternal_region *r)
 	atomic_store(&r->state, ETERNAL_STATE_CLOSED);
 	_eternal_trap_close(r);
 	_eternal_place_close(r);
-	munmap((void *)r->base, r->limit - r->base);
+	munmap((void *)r->map_lo, r->limit - r->map_lo);
 	munmap(r->meta, r->meta_size);
 	for (int i = 0; i < ETERNAL_NTIERS; i++) {
 		struct tier *t = &r->tier[i];

@@ -51,15 +51,11 @@ int main(void)
 		CHECK_RC(st.state, ETERNAL_STATE_WARMUP);
 		check_all(0);
 	}
-	/* Still warm-up: writes land, through both mappings alike. */
+	/* Still warm-up: writes land. (The memfd itself holds nothing until
+	 * a seal succeeds: warm-up pages are private until published.) */
 	for (int i = 0; i < 16; i++)
 		t_pattern_fill(blk[i], 5000, (unsigned)i + 100);
-	{
-		uintptr_t lo, hi;
-
-		CHECK_RC(eternal_tier_bounds(r, ETERNAL_TIER_SEALED, &lo, &hi), 0);
-		CHECK(memcmp(other + ((uintptr_t)blk[3] - lo), blk[3], 5000) == 0);
-	}
+	CHECK(lseek(fd, 0, SEEK_END) == 0);
 	CHECK_RC(eternal_alloc(r, ETERNAL_TIER_SEALED, 100, 0, 0, (void **)&q), 0);
 	memset(q, 'q', 100);
 	CHECK_RC(eternal_free(r, q), 0);

@@ -40,10 +40,7 @@ fi
 run active
 run replica
 run fork-warmup
-# Known gap: trap.c un-protects and marks pages of the system page size; on a hugetlb tier it must
-# use the tier's (struct tier.page_size). Until then seal refuses trap mode there (-EOPNOTSUPP,
-# region left warm) and these cases are expected to fail (TAP TODO).
-for c in trap-precise trap-thread trap-mprotect; do run "$c" "trap engines assume 4 KiB pages"; done
+for c in trap-precise trap-thread trap-mprotect; do run "$c"; done
 set_free 4
 run exhaust
 echo "1..$n"

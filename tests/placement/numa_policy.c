@@ -94,7 +94,10 @@ int main(int argc, char **argv)
 	CHECK_RC(st.huge_status, ETERNAL_HUGE_STATUS_OFF);
 	CHECK_RC(eternal_tier_bounds(r, ETERNAL_TIER_SEALED, &lo, &lim), 0);
 	CHECK(policy_ok((void *)lo, "warm-up mapping"));
-	CHECK(strstr(pt_numa_maps((void *)lo), want->tag));
+	if (!strstr(pt_numa_maps((void *)lo), want->tag)) {
+		fprintf(stderr, "warm-up numa_maps: %s\n", pt_numa_maps((void *)lo));
+		return T_FAIL;
+	}
 
 	for (size_t off = 0; off < FILL; off += BLOCK) {
 		CHECK_RC(eternal_alloc(r, ETERNAL_TIER_SEALED, BLOCK, 0, 1, &blk[off / BLOCK]), 0);
@@ -127,11 +130,11 @@ int main(int argc, char **argv)
 		break;
 	}
 
+	/* The memfd receives the pages, and its shared policy, at the seal. */
+	CHECK_RC(eternal_seal(r, ETERNAL_MODE_STRICT, NULL), 0);
 	fd = eternal_tier_fd(r, ETERNAL_TIER_SEALED);
 	CHECK(fd >= 0);
 	CHECK_RC(t_fork_run(child_maps_fresh, &fd), 0);
-
-	CHECK_RC(eternal_seal(r, ETERNAL_MODE_STRICT, NULL), 0);
 	CHECK(policy_ok((void *)lo, "sealed mapping"));
 	CHECK(strstr(pt_numa_maps((void *)lo), want->tag));
 	for (size_t off = 0; off < FILL; off += BLOCK)

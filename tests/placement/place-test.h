@@ -65,6 +65,10 @@ static inline const char *pt_numa_maps(const void *addr)
 		else
 			line[0] = 0;
 	fclose(f);
+	/* A mapping without pages ends right after its policy: end every
+	 * line with a blank so a tag like " local " matches either way. */
+	if (line[0] && line[strlen(line) - 1] == '\n')
+		line[strlen(line) - 1] = ' ';
 	return line;
 }
 
