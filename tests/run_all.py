@@ -167,9 +167,9 @@ def main():
         meson_suite(t, "c", os.path.join(ROOT, "build"), [], [])
     if "sanitize" in want:
         log("== C tests under ASan + UBSan, -Werror")
-        meson_suite(t, "asan+ubsan", os.path.join(ROOT, "build-sanitize"), ["core", "trap"],
+        meson_suite(t, "asan+ubsan", os.path.join(ROOT, "build-sanitize"), ["core", "trap", "faults", "placement"],
                     ["-Db_sanitize=address,undefined", "-Dwerror=true", "-Dglue=disabled",
-                     "-Db_lundef=false", "-Dbuildtype=debug"])
+                     "-Db_lundef=false"])
 
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
