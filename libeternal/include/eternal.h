@@ -232,7 +232,7 @@ struct eternal_trap_event {
 	int32_t tier;         /**< enum eternal_tier */
 	uint8_t tag;          /**< tag of the block, 0 if none */
 	uint8_t engine;       /**< enum eternal_trap_engine that caught it */
-	uint8_t kernel;       /**< 1: the kernel wrote on the process's behalf (no PC) */
+	uint8_t kernel;       /**< 1: the kernel wrote on the process's behalf; pc is the syscall's */
 	uint64_t block_start; /**< 0 if the address is not in a live block */
 	uint64_t block_size;
 	uint64_t block_offset;
@@ -268,13 +268,18 @@ struct eternal_trap_opts {
 };
 
 /**
- * End warm-up. The sealed tier stops allocating; its memfd gets
- * F_SEAL_WRITE|F_SEAL_SHRINK|F_SEAL_GROW and is remapped at the same address
- * as @mode says. @topts is read in trap and audit mode (NULL: defaults).
- * Either the whole seal happens or the region stays in warm-up: never torn.
+ * End warm-up. The sealed tier stops allocating. Its pages, private
+ * anonymous memory until now (so a child forked during warm-up gets a true
+ * copy-on-write snapshot), are copied into its memfd, which gets
+ * F_SEAL_WRITE|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL and is mapped over them
+ * at the same address as @mode says. @topts is read in trap and audit mode
+ * (NULL: defaults). Either the whole seal happens or the region stays in
+ * warm-up, writable and allocating: never torn.
  * Return: zero, -EALREADY, -EBUSY (a writable shared mapping of the memfd
- * exists elsewhere), -EOPNOTSUPP (mode's kernel feature missing; region
- * unchanged), -EEXIST (someone mapped into our range meanwhile), -EBADF.
+ * exists elsewhere), -EOPNOTSUPP or -EPERM (the mode's kernel feature is
+ * missing or refused), -ENOMEM (no memory, tmpfs space or huge pages for the
+ * memfd's pages), -EBADF. After any error but -EALREADY and -EBADF the region
+ * is still warming up and the call can be retried.
  */
 ETERNAL_API int eternal_seal(eternal_region *r, enum eternal_mode mode,
 			     const struct eternal_trap_opts *topts);
