@@ -410,9 +410,22 @@ def page_holdings(dump_path):
     return {p: set(d) for p, d in _dump_pages(dump_path).items()}
 
 
+def catches(pid, signum):
+    """True if process `pid` has a handler for `signum` (SigCgt in /proc/PID/status). The default
+    action of a real-time signal is to terminate, so never send one to a process without a handler."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (int(signum) - 1) & 1)
+    return False
+
+
 def request_dump(master, timeout=60.0, signum=SIG_DUMP):
-    """Signal the master to dump its object map; return the path, or None if nothing came."""
+    """Signal the master to dump its object map; return the path, or None if nothing came
+    (also None, without signalling, when the master has no handler installed)."""
     path = "/tmp/cowmap-objects-%d.bin" % master
+    if not catches(master, signum):
+        return None
     before = os.stat(path).st_mtime if os.path.exists(path) else None
     os.kill(master, signum)
     t_end = time.time() + timeout
@@ -502,6 +515,9 @@ def main(argv=None):
         with open("/proc/%d/task/%d/children" % (a.master, a.master)) as f:
             workers = [int(x) for x in f.read().split()]
     rep = analyze(a.master, workers, a.dump, trigger=not a.no_signal)
+    if rep["dump"] is None and not a.no_signal and not a.dump:
+        sys.stderr.write("cowmap: master %d has no handler for SIGRTMIN+1 (call cowmap.install_dump_handler() "
+                         "in it for object classes); not signalled\n" % a.master)
     print(format_report(rep))
     if a.json:
         with open(a.json, "w") as f:
