@@ -66,23 +66,13 @@ def print_records(records, file):
 
 
 def normalize(r):
-    """Library log record -> the keys stats()/trap_records() use: the glue's
-    description (a JSON object the library stores as the string "desc") is
-    merged in, "sym" becomes "writer" and "addr" "address"."""
-    d = r.get("desc")
-    if isinstance(d, str) and d.startswith("{"):
-        try:
-            d = json.loads(d)
-        except ValueError:
-            d = None
-    if isinstance(d, dict):
-        for k, v in d.items():
-            r.setdefault(k, v)
-    if "writer" not in r:
-        r["writer"] = r.get("sym") or ""
-    if "address" not in r and "addr" in r:
-        a = r["addr"]
-        r["address"] = int(a, 16) if isinstance(a, str) else a
+    """Library log record -> the keys stats()/trap_records() use. The glue's
+    description is already spliced into the record by the library (type,
+    field, repr, code); the address comes as a hex string."""
+    a = r.get("address")
+    if isinstance(a, str):
+        r["address"] = int(a, 16)
+    r.setdefault("writer", "")
     return r
 
 

@@ -95,6 +95,14 @@ static void put_key(struct sb *b, const char *k)
 	put_mem(b, "\":", 2);
 }
 
+/* "{...}" with something inside: spliced into the record as its members. */
+static bool is_json_object(const char *d)
+{
+	size_t n = d ? strlen(d) : 0;
+
+	return n > 2 && d[0] == '{' && d[n - 1] == '}';
+}
+
 static const char *tier_name(int32_t t)
 {
 	return t == ETERNAL_TIER_SEALED ? "sealed" : t == ETERNAL_TIER_COW ? "cow" : "none";
@@ -119,7 +127,7 @@ ETERNAL_HIDDEN int _eternal_tlog_format(char *buf, size_t len, const struct eter
 	put_u64(&b, ev->kernel);
 	put_key(&b, "tier");
 	put_json(&b, tier_name(ev->tier));
-	put_key(&b, "addr");
+	put_key(&b, "address");
 	put_mem(&b, "\"", 1);
 	put_hex(&b, ev->addr);
 	put_mem(&b, "\"", 1);
@@ -139,7 +147,7 @@ ETERNAL_HIDDEN int _eternal_tlog_format(char *buf, size_t len, const struct eter
 	put_mem(&b, "\"", 1);
 	put_hex(&b, ev->pc);
 	put_mem(&b, "\"", 1);
-	put_key(&b, "sym");
+	put_key(&b, "writer");
 	put_json(&b, sym);
 	put_key(&b, "frames");
 	put_mem(&b, "[", 1);
@@ -161,8 +169,15 @@ ETERNAL_HIDDEN int _eternal_tlog_format(char *buf, size_t len, const struct eter
 		}
 		put_mem(&b, "]", 1);
 	}
-	put_key(&b, "desc");
-	put_json(&b, desc);
+	if (is_json_object(desc)) {
+		/* A describer that answers with a JSON object (the CPython glue:
+		 * type, field, repr, code) names the record's own keys. */
+		put_mem(&b, ",", 1);
+		put_mem(&b, desc + 1, strlen(desc) - 2);
+	} else {
+		put_key(&b, "desc");
+		put_json(&b, desc);
+	}
 	put_mem(&b, "}\n", 2);
 	if (b.over)
 		return -ENOSPC;

@@ -81,7 +81,7 @@ static long check_log(const char *path, uintptr_t lo, uintptr_t hi, const char *
 			return 0;
 	}
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *s = strstr(line, "\"seq\":"), *a = strstr(line, "\"addr\":");
+		char *s = strstr(line, "\"seq\":"), *a = strstr(line, "\"address\":");
 		long seq;
 		unsigned long addr;
 
@@ -90,7 +90,7 @@ static long check_log(const char *path, uintptr_t lo, uintptr_t hi, const char *
 			exit(T_FAIL);
 		}
 		seq = strtol(s + 6, NULL, 10);
-		a += 7;
+		a += strlen("\"address\":");
 		while (*a == ' ' || *a == '"')
 			a++;
 		addr = strtoul(a, NULL, 0);

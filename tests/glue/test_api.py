@@ -292,7 +292,8 @@ def test_old_abi_refcount_write_trap(tmp_path):
     logs = list(tmp_path.glob("*.jsonl"))
     lines = [json.loads(l) for f in logs for l in f.read_text().splitlines()]
     sealed = [l for l in lines if l["tier"] == "sealed"]
-    assert len(sealed) == 1 and "ob_refcnt" in sealed[0]["desc"]
+    assert len(sealed) == 1 and sealed[0]["field"] == "ob_refcnt" and sealed[0]["type"] == "str"
+    assert "eternal_glue_old_abi_incref" in sealed[0]["writer"]
 
 
 def test_old_abi_refcount_write_strict():

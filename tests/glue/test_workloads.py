@@ -14,11 +14,7 @@ def _records(log):
     recs = []
     for f in log.glob("*.jsonl"):
         for line in f.read_text().splitlines():
-            r = json.loads(line)
-            d = r.get("desc")
-            if isinstance(d, str) and d.startswith("{"):
-                r.update({k: v for k, v in json.loads(d).items() if k not in r})
-            recs.append(r)
+            recs.append(json.loads(line))
     return recs
 
 

@@ -64,7 +64,7 @@ int main(int argc, char **argv)
 	CHECK_RC(count_lines(path), 3);
 	char *txt = slurp(path);
 	fprintf(stderr, "%s", txt);
-	CHECK(strstr(txt, "\"sym\":\"writer") != NULL); /* writer+0x.. or a clone, writer.constprop.0+0x.. */
+	CHECK(strstr(txt, "\"writer\":\"writer") != NULL); /* writer+0x.. or a clone, writer.constprop.0+0x.. */
 	CHECK(strstr(txt, "\"desc\":\"field_32\"") != NULL);
 	char want[64];
 	snprintf(want, sizeof(want), "\"block_start\":\"%p\"", (void *)f.blk[2]);
