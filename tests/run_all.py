@@ -174,6 +174,7 @@ def main():
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = "/usr/lib/python3/dist-packages"
+    env["ETERNAL_BUILD_DIR"] = os.path.join(ROOT, "build")  # never a stale private build dir
     pythons = [(v, pyenv_python(v)) for v in ("3.12.1", "3.13.0")]
     if "glue" in want and os.path.isdir(os.path.join(ROOT, "tests", "glue")):
         for v, py in pythons:
