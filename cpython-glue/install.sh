@@ -1,12 +1,19 @@
 #!/bin/sh
 # cpython-glue/install.sh - install the `eternal` package into each interpreter the
 # build found (site-packages, as pip would), with the ETERNAL=1 start-up hook.
-# usage: cpython-glue/install.sh <builddir> [--uninstall]
+# usage: cpython-glue/install.sh <builddir> [--uninstall | --site DIR]
+#   --site DIR  install into DIR instead of each interpreter's site-packages (tests)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-build=${1:?usage: install.sh <builddir> [--uninstall]}
+build=${1:?usage: install.sh <builddir> [--uninstall | --site DIR]}
 build=$(cd "$build" && pwd)
 action=${2:-install}
+site_override=""
+if [ "$action" = "--site" ]; then
+	site_override=${3:?--site needs a directory}
+	mkdir -p "$site_override"
+	action=install
+fi
 n=0
 for ext in "$build"/cpython-glue/py3*/_eternal.cpython-3*-*.so; do
 	[ -e "$ext" ] || continue
@@ -20,14 +27,13 @@ for o in json.load(sys.stdin):
 		[ -n "$cand" ] && [ -x "$cand" ] && { py=$cand; break; }
 	done
 	[ -n "$py" ] || { echo "install.sh: no python$v for $ext" >&2; exit 1; }
-	site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')
+	site=${site_override:-$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')}
 	if [ "$action" = "--uninstall" ]; then
 		rm -rf "$site/eternal" "$site/eternal.pth"
 		echo "removed eternal from $site"
 		continue
 	fi
-	rm -rf "$site/eternal"
-	mkdir -p "$site/eternal"
+	[ -n "$site_override" ] && [ "$n" -gt 0 ] || { rm -rf "$site/eternal"; mkdir -p "$site/eternal"; }
 	cp "$here"/eternal/*.py "$site/eternal/"
 	cp "$ext" "$site/eternal/"
 	# Lines of a .pth file that start with "import" are executed by site.py.

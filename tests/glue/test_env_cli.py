@@ -57,10 +57,22 @@ def test_env_bad_values():
         assert f"{var}={val!r}" in p.stderr and "ENABLED False" in p.stdout
 
 
-@pytest.mark.skipif(os.environ.get("ETERNAL_TEST_INSTALLED") != "1", reason="needs the installed .pth hook")
-def test_env_pth_hook_installed():
-    p = run_py("import eternal; print(eternal.is_enabled())", env={"ETERNAL": "1"}, check=0)
-    assert p.stdout.strip() == "True"
+def test_env_pth_hook_installed(tmp_path):
+    """The real installer into a scratch site dir: its .pth line enables the
+    glue at start-up when ETERNAL=1, and only then."""
+    build = os.environ.get("ETERNAL_BUILD_DIR") or os.path.join(ROOT, "build")
+    site = tmp_path / "site"
+    inst = subprocess.run(["sh", os.path.join(ROOT, "cpython-glue", "install.sh"), build, "--site", str(site)],
+                          capture_output=True, text=True)
+    assert inst.returncode == 0, inst.stderr
+    assert (site / "eternal.pth").exists()
+    code = f"import site; site.addsitedir({str(site)!r}); import eternal; print(eternal.is_enabled())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETERNAL", "PYTHON"))}
+    for flag, want in (("1", "True"), ("0", "False")):
+        p = subprocess.run([sys.executable, "-S", "-c", code], env={**env, "ETERNAL": flag},
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.strip() == want
 
 
 def test_run_script(tmp_path):
