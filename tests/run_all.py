@@ -171,6 +171,11 @@ def main():
                     ["-Db_sanitize=address,undefined", "-Dwerror=true", "-Dglue=disabled",
                      "-Db_lundef=false"])
 
+    # Before the glue tests: they check the eternal package on the patched build too.
+    script = os.path.join(ROOT, "cpython-glue", "patched", "test.sh")
+    if "patched" in want and os.path.exists(script):
+        log("== patched CPython 3.13.5")
+        tap_suite(t, "patched", ["bash", script], timeout=2400)
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = "/usr/lib/python3/dist-packages"
@@ -191,10 +196,6 @@ def main():
             if py:
                 cmd += ["-p", py]
         tap_suite(t, "cpython", cmd, env=env, timeout=3600)
-    script = os.path.join(ROOT, "cpython-glue", "patched", "test.sh")
-    if "patched" in want and os.path.exists(script):
-        log("== patched CPython 3.13.5")
-        tap_suite(t, "patched", ["bash", script], timeout=2400)
     if "placement" in want:
         script = os.path.join(ROOT, "tests", "placement", "huge-pages.sh")
         binary = os.path.join(ROOT, "build", "tests", "placement", "huge_pages")

@@ -32,7 +32,7 @@ def glue_env(extra=None, installed=None):
     if not installed:
         b = _build_dir()
         if b is None:
-            pytest.skip(f"no build dir with cpython-glue/{TAG} (set ETERNAL_BUILD_DIR)")
+            pytest.fail(f"no build dir with cpython-glue/{TAG}: run ./run.sh build or set ETERNAL_BUILD_DIR")
         paths = [GLUE, os.path.join(b, "cpython-glue", TAG)]
     paths.append("/usr/lib/python3/dist-packages")
     env["PYTHONPATH"] = os.pathsep.join(paths)
