@@ -8,6 +8,7 @@ OUT=${FUZZ_BUILD:-$ROOT/build-fuzz}
 SECS=${1:-2400}
 "$ROOT/tests/fuzz/build.sh" "$OUT" || exit 1
 mkdir -p "$OUT/long"
+touch "$OUT/long/.start"
 pids=()
 for exe in "$OUT"/fuzz_*; do
 	[ -x "$exe" ] || continue
@@ -25,6 +26,6 @@ for log in "$OUT"/long/fuzz_*.log; do
 	name=$(basename "$log" .log)
 	echo "$name: $(grep -o '^Done [0-9]* runs in [0-9]* second(s)' "$log" || echo 'did not finish: see log') \
 $(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$log") $(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1) \
-crashes: $(ls "$OUT/long/$name-"* 2>/dev/null | wc -l)"
+crashes this run: $(find "$OUT/long" -name "$name-*" -newer "$OUT/long/.start" | wc -l)"
 done
 exit $fail
