@@ -92,6 +92,8 @@ struct eternal_region {
 };
 
 /* region.c */
+#define ETERNAL_FD_FLOOR 256 /* the library's long-lived fds live at or above this */
+ETERNAL_HIDDEN int _eternal_fd_high(int fd);
 ETERNAL_HIDDEN void _eternal_lock(struct eternal_region *r);
 ETERNAL_HIDDEN void _eternal_unlock(struct eternal_region *r);
 ETERNAL_HIDDEN int _eternal_check(const struct eternal_region *r);

@@ -326,6 +326,7 @@ static int replica_make(struct eternal_region *r, const struct tier *t, int node
 	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | (huge ? MFD_HUGETLB : 0));
 	if (fd < 0)
 		return -errno;
+	fd = _eternal_fd_high(fd);
 	if (t->committed) {
 		if (ftruncate(fd, (off_t)t->committed) < 0) {
 			rc = -errno;

@@ -101,6 +101,19 @@ int _eternal_check(const struct eternal_region *r)
 	return 0;
 }
 
+int _eternal_fd_high(int fd)
+{
+	/* Programs and test suites reason about their low descriptors (what a
+	 * child inherits, closerange): keep ours out of the way. With a low
+	 * RLIMIT_NOFILE the dup fails and the fd simply stays where it is. */
+	int high = fd >= 0 && fd < ETERNAL_FD_FLOOR ? fcntl(fd, F_DUPFD_CLOEXEC, ETERNAL_FD_FLOOR) : -1;
+
+	if (high < 0)
+		return fd;
+	close(fd);
+	return high;
+}
+
 struct tier *_eternal_tier_get(const struct eternal_region *r, uintptr_t p)
 {
 	/* Cast away const: callers that only read use it read-only. */
@@ -248,7 +261,7 @@ static int sealed_open(struct eternal_region *r, struct tier *t)
 	fd = _eternal_place_memfd(r, t, name); /* shmem, or hugetlb if asked */
 	if (fd < 0)
 		return fd;
-	t->fd = fd;
+	t->fd = _eternal_fd_high(fd);
 	return 0;
 }
 

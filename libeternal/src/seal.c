@@ -29,7 +29,7 @@ static int fresh_memfd(struct eternal_region *r, struct tier *t)
 	if (fd < 0)
 		return fd;
 	close(t->fd);
-	t->fd = fd;
+	t->fd = _eternal_fd_high(fd);
 	return 0;
 }
 
