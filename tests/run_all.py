@@ -96,10 +96,10 @@ def meson_suite(t, label, builddir, suites, setup_args):
             t.add(label, rec["name"], status, reason)
 
 
-def pytest_suite(t, label, python, testdir, env):
+def pytest_suite(t, label, python, paths, env):
     """Run pytest under @python with a JUnit report and count its cases."""
     xml = os.path.join(ROOT, "build", f"junit-{label}.xml")
-    rc, out = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", xml, testdir],
+    rc, out = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", xml] + paths,
                   env=env)
     if not os.path.exists(xml):
         t.add(label, "pytest", "fail", f"exit {rc}, no report")
@@ -155,19 +155,23 @@ def pyenv_python(version):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", action="append", default=[],
-                    help="run only these suites (c, sanitize, glue, cpython, patched, placement, kmod);"
+                    help="run only these suites (c, valgrind, sanitize, glue, cpython, patched, placement, kmod);"
                          " repeatable")
     args = ap.parse_args()
-    want = set(args.only) or {"c", "sanitize", "glue", "cpython", "patched", "placement", "kmod"}
+    want = set(args.only) or {"c", "valgrind", "sanitize", "glue", "cpython", "patched", "placement", "kmod"}
     t = Tally()
     started = time.monotonic()
 
     if "c" in want:
         log("== C tests")
         meson_suite(t, "c", os.path.join(ROOT, "build"), [], [])
+    script = os.path.join(ROOT, "tests", "run-valgrind.sh")
+    if "valgrind" in want and os.path.exists(script):
+        log("== core C tests under valgrind memcheck")
+        tap_suite(t, "valgrind", ["bash", script, os.path.join(ROOT, "build-valgrind"), "core"], timeout=1800)
     if "sanitize" in want:
         log("== C tests under ASan + UBSan, -Werror")
-        meson_suite(t, "asan+ubsan", os.path.join(ROOT, "build-sanitize"), ["core", "trap", "faults", "placement"],
+        meson_suite(t, "asan+ubsan", os.path.join(ROOT, "build-sanitize"), ["core", "trap", "faults", "proofs", "placement"],
                     ["-Db_sanitize=address,undefined", "-Dwerror=true", "-Dglue=disabled",
                      "-Db_lundef=false"])
 
@@ -187,7 +191,10 @@ def main():
             if not py:
                 t.add(f"glue-{v}", "interpreter", "fail", f"pyenv {v} not installed")
                 continue
-            pytest_suite(t, f"glue-{v}", py, os.path.join(ROOT, "tests", "glue"), env)
+            paths = [os.path.join(ROOT, "tests", "glue")]
+            if v == pythons[0][0]:  # it runs both interpreters itself
+                paths.append(os.path.join(ROOT, "tests", "faults", "test_glue_exhaustion.py"))
+            pytest_suite(t, f"glue-{v}", py, paths, env)
     script = os.path.join(ROOT, "tests", "glue", "run_cpython_tests.sh")
     if "cpython" in want and os.path.exists(script):
         log("== CPython's regression tests, stock and under the glue sealed strict")
