@@ -62,8 +62,6 @@ known_difference() {
 }
 
 n=0; bad=0
-total=$(( ${#pythons[@]} * ${#mods[@]} ))
-echo "1..$total"
 for py in "${pythons[@]}"; do
 	ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 	tag=py${ver/./}
@@ -95,7 +93,10 @@ st=s[0]['stats'] if s else {}
 print('%s %.1fMB sealed %d captures' % (st.get('mode','NOT-SEALED'), st.get('sealed_bytes',0)/1e6, st.get('captures',0)))" "$g.d" 2>/dev/null)
 		both=$(comm -12 "$s.failed" "$g.failed" | grep -v '^$' | tr '\n' ' ')
 		if [ "$cs" = 0 ] && grep -q "No module named\|test_.* not found\|NO TESTS RAN\|No tests ran" "$s.log"; then
-			echo "ok - $ver $m # SKIP not in CPython $ver"
+			# test_str (3.13) and test_unicode (3.12) are one suite under
+			# two names: say which one this version lacks, count nothing.
+			n=$((n - 1))
+			echo "# $ver: $m is not in CPython $ver"
 		elif [ "$rs" = "$rg" ] && [ "$cs" = "$cg" ] && cmp -s "$s.failed" "$g.failed"; then
 			echo "ok - $ver $m (exit $rs, $cs cases both; glue: $sealed)${both:+ # failing in both: $both}"
 		else
@@ -111,5 +112,6 @@ print('%s %.1fMB sealed %d captures' % (st.get('mode','NOT-SEALED'), st.get('sea
 		fi
 	done
 done
+echo "1..$n"
 echo "# logs in $out; $bad of $n differ"
 [ "$bad" = 0 ]
