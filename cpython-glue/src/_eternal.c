@@ -735,28 +735,31 @@ static void window_close(struct window *win, struct walk *w)
 		PyGC_Enable();
 }
 
-static PyObject *capture_load(const char *buf, Py_ssize_t len)
+/* Run @call(@arg) inside a capture window and clean up what it made before
+ * any Python code runs again. *reject is set when the call failed (its
+ * exception was built in the region: dropped here) or its result was refused;
+ * the caller then does the work again outside the window, so errors surface
+ * exactly as without the glue. @expect sizes the seen-set (0: default). */
+static PyObject *capture_call(PyObject *(*call)(void *), void *arg, size_t expect, int *reject)
 {
 	struct window win;
 	struct walk w = { 0 };
 	PyObject *res;
-	int reject = 0;
 
-	/* About one object per 24 bytes of marshal data in .pyc files. */
-	pmap_reserve(&w.seen, (size_t)len / 24);
+	*reject = 0;
+	if (expect)
+		pmap_reserve(&w.seen, expect);
 	C.captures++;
 	window_open(&win);
-	res = PyMarshal_ReadObjectFromString(buf, len);
+	res = call(arg);
 	if (!res) {
-		/* The exception was built in the region: drop it here and let
-		 * stock marshal raise its own twin outside the window. */
 		PyObject *exc = PyErr_GetRaisedException();
 		Py_XDECREF(exc);
 		C.capture_errors++;
-		reject = 1;
+		*reject = 1;
 	} else {
-		PyObject *r2 = finish(&w, res, &reject);
-		if (reject) {
+		PyObject *r2 = finish(&w, res, reject);
+		if (*reject) {
 			Py_DECREF(res);
 			C.rejected++;
 		}
@@ -765,6 +768,28 @@ static PyObject *capture_load(const char *buf, Py_ssize_t len)
 	window_close(&win, &w);
 	pmap_free(&w.seen);
 	free(w.objs);
+	return res;
+}
+
+struct load_arg {
+	const char *buf;
+	Py_ssize_t len;
+};
+
+static PyObject *load_call(void *arg)
+{
+	struct load_arg *a = arg;
+
+	return PyMarshal_ReadObjectFromString(a->buf, a->len);
+}
+
+static PyObject *capture_load(const char *buf, Py_ssize_t len)
+{
+	struct load_arg a = { buf, len };
+	int reject;
+	/* About one object per 24 bytes of marshal data in .pyc files. */
+	PyObject *res = capture_call(load_call, &a, (size_t)len / 24, &reject);
+
 	if (reject)
 		res = PyMarshal_ReadObjectFromString(buf, len);
 	return res;
@@ -828,12 +853,21 @@ PyDoc_STRVAR(compile_doc, "compile(source, path, optimize=-1) -> code or None\n\
 	     "compiler interns are region copies. None: not captured (the caller compiles normally;\n"
 	     "errors and warnings then surface exactly as without the glue).");
 
+struct compile_arg {
+	PyObject *fn, *args, *kw;
+};
+
+static PyObject *compile_call(void *arg)
+{
+	struct compile_arg *a = arg;
+
+	return PyObject_Call(a->fn, a->args, a->kw);
+}
+
 static PyObject *g_compile(PyObject *self, PyObject *args)
 {
 	PyObject *source, *path, *builtins, *fn, *cargs = NULL, *kw = NULL, *res = NULL;
 	int optimize = -1, reject = 0;
-	struct window win;
-	struct walk w = { 0 };
 
 	(void)self;
 	if (!PyArg_ParseTuple(args, "OO|i:compile", &source, &path, &optimize))
@@ -849,25 +883,11 @@ static PyObject *g_compile(PyObject *self, PyObject *args)
 	kw = Py_BuildValue("{sOsi}", "dont_inherit", Py_True, "optimize", optimize);
 	if (!cargs || !kw)
 		goto out;
-	C.captures++;
-	window_open(&win);
-	res = PyObject_Call(fn, cargs, kw);
-	if (!res) {
-		PyObject *exc = PyErr_GetRaisedException();
-		Py_XDECREF(exc);
-		C.capture_errors++;
-		reject = 1;
-	} else {
-		PyObject *r2 = finish(&w, res, &reject);
-		if (reject) {
-			Py_DECREF(res);
-			C.rejected++;
-		}
-		res = r2;
+	{
+		struct compile_arg a = { fn, cargs, kw };
+
+		res = capture_call(compile_call, &a, 0, &reject);
 	}
-	window_close(&win, &w);
-	pmap_free(&w.seen);
-	free(w.objs);
 	if (reject)
 		res = Py_NewRef(Py_None);
 out:
