@@ -98,6 +98,10 @@ static int run(enum eternal_trap_engine engine)
 	sigaction(SIGUSR2, &sa, NULL);
 	writer_tid = (pid_t)syscall(SYS_gettid);
 	CHECK(pthread_create(&th, NULL, sender, NULL) == 0);
+	/* On a loaded machine the sender may not run for a while: start
+	 * writing only once the bombardment has begun (10 s at most). */
+	for (int w = 0; w < 100000 && !atomic_load(&nsig); w++)
+		usleep(100);
 	for (int pass = 0; pass < 3; pass++)
 		for (int i = 0; i < NPAGES; i++) {
 			data[i * PAGE + i % PAGE] = (char)(i + 1);
