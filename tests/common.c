@@ -1,6 +1,7 @@
 /* common.c - the helpers declared in common.h, linked into every C test. */
 #define _GNU_SOURCE
 #include "common.h"
+#include "eternal.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -89,4 +90,12 @@ int t_pattern_check(const void *buf, size_t len, unsigned seed)
 		if (p[i] != (unsigned char)((i * 2654435761u) ^ seed))
 			return 0;
 	return 1;
+}
+
+int t_engine(const char *name)
+{
+	for (int e = ETERNAL_ENGINE_PRECISE; e <= ETERNAL_ENGINE_MPROTECT; e++)
+		if (!strcmp(name, eternal_engine_name((enum eternal_trap_engine)e)))
+			return e;
+	return ETERNAL_ENGINE_AUTO;
 }

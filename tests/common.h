@@ -44,6 +44,10 @@ long t_smaps_range_kb(pid_t pid, unsigned long lo, unsigned long hi, const char 
 /* Run @fn in a forked child; returns its wait status. */
 int t_fork_run(void (*fn)(void *), void *arg);
 
+/* The trap engine named @name as eternal_engine_name() spells it
+ * (ETERNAL_ENGINE_AUTO for any other name). */
+int t_engine(const char *name);
+
 /* Fill @buf with a byte pattern derived from @seed; check it again. */
 void t_pattern_fill(void *buf, size_t len, unsigned seed);
 int t_pattern_check(const void *buf, size_t len, unsigned seed);

@@ -24,17 +24,6 @@
 #define PAGE 4096
 #define ROUNDS 30
 
-static enum eternal_trap_engine engine_of(const char *s)
-{
-	if (!strcmp(s, "precise"))
-		return ETERNAL_ENGINE_PRECISE;
-	if (!strcmp(s, "thread"))
-		return ETERNAL_ENGINE_THREAD;
-	if (!strcmp(s, "mprotect"))
-		return ETERNAL_ENGINE_MPROTECT;
-	return ETERNAL_ENGINE_AUTO;
-}
-
 /* The worker is forked from the sealed parent, as a prefork server's are:
  * its trap is re-armed and its log is <dir>/<its pid>.jsonl. */
 static void worker(char *data, int ready)
@@ -112,7 +101,7 @@ static long check_log(const char *path, uintptr_t lo, uintptr_t hi, const char *
 
 int main(int argc, char **argv)
 {
-	enum eternal_trap_engine engine = engine_of(argc > 1 ? argv[1] : "auto");
+	enum eternal_trap_engine engine = (enum eternal_trap_engine)t_engine(argc > 1 ? argv[1] : "auto");
 	const char *python = getenv("PYTHON");
 	char dir[] = "/tmp/eternal-tlog-kill-XXXXXX";
 	long total = 0, empty = 0;

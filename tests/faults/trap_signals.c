@@ -66,17 +66,6 @@ static void spin_us(long us)
 	while ((b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000 < us);
 }
 
-static enum eternal_trap_engine engine_of(const char *s)
-{
-	if (!strcmp(s, "precise"))
-		return ETERNAL_ENGINE_PRECISE;
-	if (!strcmp(s, "thread"))
-		return ETERNAL_ENGINE_THREAD;
-	if (!strcmp(s, "mprotect"))
-		return ETERNAL_ENGINE_MPROTECT;
-	return ETERNAL_ENGINE_AUTO;
-}
-
 static int run(enum eternal_trap_engine engine)
 {
 	struct eternal_trap_opts to = { .sz = sizeof(to), .engine = engine, .ring_capacity = 4096 };
@@ -135,7 +124,7 @@ static int run(enum eternal_trap_engine engine)
 
 int main(int argc, char **argv)
 {
-	enum eternal_trap_engine engine = engine_of(argc > 1 ? argv[1] : "auto");
+	enum eternal_trap_engine engine = (enum eternal_trap_engine)t_engine(argc > 1 ? argv[1] : "auto");
 	int status, p;
 	pid_t pid;
 

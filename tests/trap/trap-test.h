@@ -22,13 +22,8 @@ struct fixture {
 static inline enum eternal_trap_engine engine_arg(int argc, char **argv)
 {
 	const char *e = argc > 1 ? argv[1] : "auto";
-	if (!strcmp(e, "precise"))
-		return ETERNAL_ENGINE_PRECISE;
-	if (!strcmp(e, "thread") || !strcmp(e, "thread-busy"))
-		return ETERNAL_ENGINE_THREAD;
-	if (!strcmp(e, "mprotect"))
-		return ETERNAL_ENGINE_MPROTECT;
-	return ETERNAL_ENGINE_AUTO;
+
+	return (enum eternal_trap_engine)t_engine(!strcmp(e, "thread-busy") ? "thread" : e);
 }
 
 /* "thread-busy": the thread engine busy-polling instead of sleeping */
