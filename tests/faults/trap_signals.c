@@ -74,7 +74,7 @@ static int run(enum eternal_trap_engine engine)
 	struct sigaction sa = { .sa_handler = on_sig };
 	eternal_region *r;
 	pthread_t th;
-	int n, hp = 0;
+	int n, hp = 0, waited = 0;
 
 	CHECK_RC(eternal_region_create(NULL, &r), 0);
 	CHECK_RC(eternal_alloc(r, ETERNAL_TIER_SEALED, NPAGES * PAGE, PAGE, 7, (void **)&data), 0);
@@ -94,8 +94,16 @@ static int run(enum eternal_trap_engine engine)
 	for (int pass = 0; pass < 3; pass++)
 		for (int i = 0; i < NPAGES; i++) {
 			data[i * PAGE + i % PAGE] = (char)(i + 1);
-			if (pass == 0)
+			if (pass == 0) {
 				spin_us(10); /* spread the traps over the bombardment */
+				/* With three threads on two CPUs the sender may starve:
+				 * pace the traps so that 64 signals land among them
+				 * (waiting 10 s at most in all). */
+				while (atomic_load(&nsig) < (i + 1) * 64 / NPAGES && waited < 100000) {
+					usleep(100);
+					waited++;
+				}
+			}
 		}
 	atomic_store(&stop, 1);
 	CHECK(pthread_join(th, NULL) == 0);
